@@ -1,0 +1,1 @@
+"""The intercommunal console (admin.<base domain>), for platform administrators."""

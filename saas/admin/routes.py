@@ -1,0 +1,20 @@
+"""Console home: every tenant with its status."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import login_required
+
+from saas.extensions import db
+from saas.hostguards import console_host, platform_admin_required
+from saas.tenancy.models import Tenant
+
+bp = Blueprint("console", __name__, url_prefix="/console")
+
+
+@console_host
+@login_required
+@platform_admin_required
+def home():
+    tenants = db.session.execute(db.select(Tenant).order_by(Tenant.kind.desc(), Tenant.name)).scalars().all()
+    return render_template("console/home.html", tenants=tenants)

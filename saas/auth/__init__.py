@@ -1,0 +1,1 @@
+"""People, their roles in each commune, sessions, second factor and API tokens."""

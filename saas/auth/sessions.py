@@ -1,0 +1,56 @@
+"""Flask-Login wiring: sessions bound to one host (commune or console) and one session version."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, g, session
+from flask_babel import lazy_gettext as _l
+from flask_login import LoginManager
+
+from saas.extensions import db
+from saas.tenancy.context import set_user
+
+
+def init_app(app: Flask, login_manager: LoginManager) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = _l("Connectez-vous pour accéder à cette page.")
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+    login_manager.user_loader(load_user)
+
+
+def session_scope_key() -> str:
+    """What a session cookie is valid for: this tenant, or the console."""
+    tenant = g.get("tenant")
+    return str(tenant.id) if tenant is not None else (g.get("host_kind") or "none")
+
+
+def load_user(user_key: str):
+    from saas.auth.models import Membership, User
+
+    try:
+        raw_id, version = user_key.split(":", 1)
+        user = db.session.get(User, uuid.UUID(raw_id))
+    except (ValueError, TypeError):
+        return None
+    if user is None or not user.active or str(user.session_version) != version:
+        return None
+    # A cookie minted for another host (misconfigured cookie domain, copied cookie) is void.
+    if session.get("scope") != session_scope_key():
+        return None
+    tenant = g.get("tenant")
+    if tenant is not None:
+        set_user(user)
+        membership = db.session.execute(
+            db.select(Membership).where(Membership.user_id == user.id)
+        ).scalar_one_or_none()
+        if membership is None:
+            return None
+        g.membership = membership
+    elif g.get("host_kind") == "console" and not user.is_platform_admin:
+        return None
+    if session.get("needs_2fa"):
+        return None
+    return user

@@ -1,0 +1,88 @@
+"""The `saas` console script: the operator's commands (see API.md)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from saas import create_app
+
+
+def _create_app():
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False)
+def main() -> None:
+    """Mutualis: operate the intercommunality's platform."""
+
+
+@main.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database schema, then grant the application role its rights."""
+    from alembic import command
+    from alembic.config import Config
+
+    from saas.tenancy.rls import grant_app_role
+
+    settings = current_app.config["SAAS_SETTINGS"]
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    cfg = Config(str(Path(__file__).parent / "migrations" / "alembic.ini"))
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    owner_engine = sa.create_engine(settings.database_owner_url)
+    try:
+        with owner_engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            if conn.dialect.name == "postgresql":
+                app_role = sa.engine.make_url(settings.database_url).username
+                owner_role = conn.execute(sa.text("SELECT current_user")).scalar()
+                if app_role and app_role != owner_role:
+                    grant_app_role(conn, app_role)
+                else:
+                    click.echo(
+                        "attention : l'application se connecte avec le rôle propriétaire ; "
+                        "définissez SAAS_DATABASE_OWNER_URL et un rôle applicatif distinct en production.",
+                        err=True,
+                    )
+    finally:
+        owner_engine.dispose()
+    click.echo("schéma à jour")
+
+
+@main.command("serve")
+@click.option("--bind", default=None, help="adresse:port (par défaut 127.0.0.1:8000)")
+@click.option("--workers", type=int, default=None, help="processus gunicorn")
+def serve_command(bind: str | None, workers: int | None) -> None:
+    """Run the web server (gunicorn) on the configured instance."""
+    args = [
+        sys.executable, "-m", "gunicorn", "wsgi:app",
+        "--bind", bind or os.environ.get("SAAS_BIND", "127.0.0.1:8000"),
+        "--workers", str(workers or int(os.environ.get("SAAS_WEB_WORKERS", "2"))),
+        "--threads", "4",
+        "--access-logfile", "-",
+        "--forwarded-allow-ips", os.environ.get("SAAS_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    ]
+    os.execv(sys.executable, args)
+
+
+def _register_groups() -> None:
+    from saas.audit.cli import audit_group
+    from saas.auth.cli import tokens_group, users_group
+    from saas.tenancy.cli import tenants_group
+
+    main.add_command(tenants_group)
+    main.add_command(users_group)
+    main.add_command(tokens_group)
+    main.add_command(audit_group)
+
+
+_register_groups()

@@ -1,0 +1,189 @@
+"""Settings from SAAS_* environment variables, an instance file, or the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+# Keys read from the environment (prefixed SAAS_) or from <instance>/saas.toml (unprefixed, lower-case).
+_KEYS = (
+    "DATABASE_URL",
+    "DATABASE_OWNER_URL",
+    "REDIS_URL",
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_SECURE",
+    "S3_REGION",
+    "S3_BUCKET_PREFIX",
+    "BASE_DOMAIN",
+    "SECRET_KEY",
+    "INSTANCE_PATH",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USER",
+    "SMTP_PASSWORD",
+    "SMTP_STARTTLS",
+    "MAIL_FROM",
+    "PUBLIC_SCHEME",
+    "PUBLIC_PORT",
+    "COOKIE_SECURE",
+    "ENV",
+)
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot produce a working instance."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_path: Path
+    database_url: str
+    database_owner_url: str
+    redis_url: str | None
+    s3_endpoint: str | None
+    s3_access_key: str | None
+    s3_secret_key: str | None
+    s3_secure: bool
+    s3_region: str
+    s3_bucket_prefix: str
+    base_domain: str
+    secret_key: str
+    smtp_host: str | None
+    smtp_port: int
+    smtp_user: str | None
+    smtp_password: str | None
+    smtp_starttls: bool
+    mail_from: str
+    public_scheme: str
+    public_port: int | None
+    cookie_secure: bool
+    production: bool
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on SQLite without Redis: jobs run in-process."""
+        return self.redis_url is None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def flask_config(self) -> dict:
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(self.database_url),
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.cookie_secure,
+            # Host-only cookies: one login per commune host, switching is explicit.
+            "SESSION_COOKIE_DOMAIN": False,
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_SECURE": self.cookie_secure,
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
+            "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+            "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+            "MAX_CONTENT_LENGTH": None,
+            "BABEL_DEFAULT_LOCALE": "fr",
+            "BABEL_DEFAULT_TIMEZONE": "Europe/Paris",
+            "PREFERRED_URL_SCHEME": self.public_scheme,
+            "RATELIMIT_STORAGE_URI": self.redis_url or "memory://",
+            "RATELIMIT_HEADERS_ENABLED": True,
+        }
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _truthy(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on", "oui"}
+
+
+def load_settings(overrides: dict | None = None) -> Settings:
+    """Build the settings: overrides, then SAAS_* env vars, then <instance>/saas.toml, then defaults."""
+    overrides = {k.upper(): v for k, v in (overrides or {}).items()}
+    instance = Path(
+        overrides.get("INSTANCE_PATH") or os.environ.get("SAAS_INSTANCE_PATH") or "instance"
+    ).resolve()
+
+    file_values: dict[str, str] = {}
+    config_file = instance / "saas.toml"
+    if config_file.exists():
+        try:
+            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from exc
+        file_values = {k.upper(): str(v) for k, v in raw.items()}
+
+    def get(key: str) -> str | None:
+        for source in (overrides, os.environ):
+            name = key if source is overrides else f"SAAS_{key}"
+            if source.get(name) not in (None, ""):
+                return str(source[name])
+        return file_values.get(key)
+
+    production = (get("ENV") or "").lower() == "production"
+    database_url = get("DATABASE_URL") or f"sqlite:///{instance / 'saas.db'}"
+    database_url = _normalise_db_url(database_url)
+    secret_key = get("SECRET_KEY")
+    if not secret_key:
+        if production:
+            raise ConfigError("SAAS_SECRET_KEY est obligatoire en production.")
+        secret_key = _embedded_secret(instance)
+
+    scheme = get("PUBLIC_SCHEME") or ("https" if production else "http")
+    port = get("PUBLIC_PORT")
+    return Settings(
+        instance_path=instance,
+        database_url=database_url,
+        database_owner_url=_normalise_db_url(get("DATABASE_OWNER_URL") or database_url),
+        redis_url=get("REDIS_URL"),
+        s3_endpoint=get("S3_ENDPOINT"),
+        s3_access_key=get("S3_ACCESS_KEY"),
+        s3_secret_key=get("S3_SECRET_KEY"),
+        s3_secure=_truthy(get("S3_SECURE"), default=False),
+        s3_region=get("S3_REGION") or "fr-east-1",
+        s3_bucket_prefix=get("S3_BUCKET_PREFIX") or "mutualis-",
+        base_domain=(get("BASE_DOMAIN") or "localhost").lower(),
+        secret_key=secret_key,
+        smtp_host=get("SMTP_HOST"),
+        smtp_port=int(get("SMTP_PORT") or 25),
+        smtp_user=get("SMTP_USER"),
+        smtp_password=get("SMTP_PASSWORD"),
+        smtp_starttls=_truthy(get("SMTP_STARTTLS")),
+        mail_from=get("MAIL_FROM") or "Mutualis <no-reply@localhost>",
+        public_scheme=scheme,
+        public_port=int(port) if port else (None if production else 8000),
+        cookie_secure=_truthy(get("COOKIE_SECURE"), default=production),
+        production=production,
+    )
+
+
+def _normalise_db_url(url: str) -> str:
+    # psycopg 3 is the driver; accept the plain postgresql:// form operators write.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _embedded_secret(instance: Path) -> str:
+    """Create once and reuse a random secret for the embedded (single-machine) mode."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

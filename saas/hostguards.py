@@ -1,0 +1,74 @@
+"""View decorators that pin a view to one kind of host and check the role it needs."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, g
+from flask_login import current_user
+
+from saas.tenancy.resolver import HostKind
+
+
+def tenant_host(view):
+    """Only on a commune's host."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if g.get("host_kind") != HostKind.TENANT:
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def console_host(view):
+    """Only on the intercommunal console host."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if g.get("host_kind") != HostKind.CONSOLE:
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def portal_host(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if g.get("host_kind") != HostKind.PORTAL:
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def roles_required(*roles: str):
+    """On a commune host: the logged-in user's role there must be one of `roles`."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            membership = g.get("membership")
+            if not current_user.is_authenticated or membership is None:
+                abort(401)
+            if membership.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def platform_admin_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            abort(401)
+        if not current_user.is_platform_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper

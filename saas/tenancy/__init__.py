@@ -1,0 +1,1 @@
+"""Tenants (communes and the intercommunality) and the walls that keep them apart."""

@@ -1,0 +1,67 @@
+"""PostgreSQL row-level security: the third wall, and the roles it relies on."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# Tables that are deliberately not tenant-scoped. Anything else must carry tenant_id with RLS
+# forced and a policy (tests/tenancy/test_schema.py fails otherwise).
+PLATFORM_TABLES = {
+    "alembic_version": "migration bookkeeping",
+    "tenants": "the tenant registry itself",
+    "tenant_domains": "host routing table, read before any tenant is known",
+    "users": "people are platform-wide; memberships carry the tenant",
+    "used_nonces": "one-time token ledger, holds no tenant data",
+    "platform_audit_events": "the intercommunal IT staff's own audit chain",
+}
+
+# Tables the application role may only read and append to.
+APPEND_ONLY_TABLES = ("audit_events", "platform_audit_events")
+
+TENANT_PREDICATE = "tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid"
+USER_PREDICATE = "user_id = NULLIF(current_setting('app.current_user', true), '')::uuid"
+
+
+def enable_rls(op, table: str, *, readable_by_user: bool = False) -> None:
+    """Force RLS on a tenant table (no-op on SQLite); call from migrations after create_table."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY tenant_isolation ON {table} "
+        f"USING ({TENANT_PREDICATE}) WITH CHECK ({TENANT_PREDICATE})"
+    )
+    if readable_by_user:
+        # A person sees their own rows in every tenant (the commune switcher), read-only.
+        op.execute(f"CREATE POLICY own_rows ON {table} FOR SELECT USING ({USER_PREDICATE})")
+
+
+def grant_app_role(conn: sa.Connection, role: str) -> None:
+    """Give the non-owner application role exactly the rights it needs."""
+    q = sa.sql.quoted_name(role, quote=True)
+    ident = conn.dialect.identifier_preparer.quote(q)
+    conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {ident}"))
+    conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ident}"))
+    conn.execute(sa.text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ident}"))
+    conn.execute(sa.text(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {ident}"))
+    for table in APPEND_ONLY_TABLES:
+        conn.execute(sa.text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {ident}"))
+
+
+def check_app_role(conn: sa.Connection) -> str | None:
+    """Return why the connected role would bypass RLS, or None if it is safe."""
+    row = conn.execute(sa.text(
+        "SELECT rolsuper, rolbypassrls, current_user FROM pg_roles WHERE rolname = current_user"
+    )).one()
+    if row.rolsuper:
+        return f"le rôle {row.current_user} est superutilisateur : la sécurité par ligne serait contournée"
+    if row.rolbypassrls:
+        return f"le rôle {row.current_user} a BYPASSRLS : la sécurité par ligne serait contournée"
+    owned = conn.execute(sa.text(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user"
+    )).scalar()
+    if owned:
+        return f"le rôle {row.current_user} possède des tables : utilisez un rôle applicatif distinct"
+    return None
