@@ -12,6 +12,7 @@ from saas.extensions import babel, csrf, db, limiter, login_manager, migrate
 
 
 def configure(app: Flask, settings: Settings) -> None:
+    configure_logs(app, settings)
     configure_proxy(app)
     configure_extensions(app, settings)
     configure_tenancy(app, settings)
@@ -22,6 +23,23 @@ def configure(app: Flask, settings: Settings) -> None:
     configure_errors(app)
     configure_security_headers(app)
     configure_templates(app)
+
+
+def configure_logs(app: Flask, settings: Settings) -> None:
+    from saas.logs import bind_context, clear_context, configure_logging
+
+    if not app.testing:
+        configure_logging(json_output=settings.production)
+
+    @app.before_request
+    def _log_context() -> None:
+        clear_context()
+        g.request_id = _request_id()
+        bind_context(request_id=g.request_id)
+
+    @app.teardown_request
+    def _log_context_end(exc) -> None:
+        clear_context()
 
 
 def configure_proxy(app: Flask) -> None:
@@ -42,7 +60,14 @@ def configure_extensions(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _bind_request() -> None:
         g.settings = settings
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+
+def _request_id() -> str:
+    # Accept the load balancer's id only if it looks like one (it ends up in every log line).
+    incoming = request.headers.get("X-Request-Id", "")
+    if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+        return incoming
+    return uuid.uuid4().hex
 
 
 def configure_tenancy(app: Flask, settings: Settings) -> None:

@@ -9,6 +9,7 @@ from flask import Flask, abort, g, request
 from werkzeug.local import LocalProxy
 
 from saas.extensions import db
+from saas.logs import bind_context
 from saas.tenancy.context import set_tenant, set_user
 from saas.tenancy.models import RESERVED_SLUGS, Tenant, TenantDomain, TenantStatus
 
@@ -107,6 +108,7 @@ def _resolve_request() -> None:
     g.tenant = tenant
     if tenant is not None:
         set_tenant(tenant)
+        bind_context(tenant=tenant.slug)
         if tenant.status != TenantStatus.ACTIVE:
             abort(403 if tenant.status == TenantStatus.SUSPENDED else 410,
                   description=f"tenant_{tenant.status}")
