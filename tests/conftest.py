@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner
+from flask.testing import FlaskClient
 
 from saas import create_app
 from saas.extensions import db
@@ -62,8 +63,12 @@ def s3_settings():
 
 
 @pytest.fixture(scope="session")
-def s3_bucket_prefix(worker_label) -> str:
-    return f"mt{os.getpid()}{worker_label.replace('gw', 'w')}-".lower()
+def s3_bucket_prefix(worker_label, s3_settings):
+    from tests.support.s3 import purge_buckets
+
+    prefix = f"mt{os.getpid()}{worker_label.replace('gw', 'w')}-".lower()
+    yield prefix
+    purge_buckets(s3_settings, prefix)
 
 
 @pytest.fixture(scope="session")
@@ -219,6 +224,21 @@ def tenant_b(make_tenant):
     return make_tenant("commune-b", name="Commune B")
 
 
+class HostClient(FlaskClient):
+    """A test client bound to one host: environ_base cannot override HTTP_HOST (werkzeug sets it last)."""
+
+    base_host = "localhost"
+
+    def open(self, *args, **kwargs):
+        if not args or isinstance(args[0], str):
+            kwargs.setdefault("base_url", f"http://{self.base_host}")
+        return super().open(*args, **kwargs)
+
+    def session_transaction(self, *args, **kwargs):
+        kwargs.setdefault("base_url", f"http://{self.base_host}")
+        return super().session_transaction(*args, **kwargs)
+
+
 @pytest.fixture
 def client_for(app) -> Callable:
     """A test client whose requests go to a tenant's host (or 'admin', or None for the portal)."""
@@ -226,8 +246,8 @@ def client_for(app) -> Callable:
     def make(tenant=None):
         label = tenant if isinstance(tenant, str) or tenant is None else tenant.slug
         host = f"{label}.{BASE_DOMAIN}" if label else BASE_DOMAIN
-        client = app.test_client()
-        client.environ_base["HTTP_HOST"] = host
+        client = HostClient(app, app.response_class, use_cookies=True)
+        client.base_host = host
         return client
 
     return make

@@ -54,7 +54,7 @@ def create_test_database(label: str) -> TestDatabase:
     # The app role needs the unaccent/french config later; extensions are created by the owner.
     owner = sa.create_engine(tdb.url(tdb.owner), isolation_level="AUTOCOMMIT")
     with owner.connect() as conn:
-        conn.execute(sa.text(f'REVOKE ALL ON SCHEMA public FROM PUBLIC'))
+        conn.execute(sa.text('REVOKE ALL ON SCHEMA public FROM PUBLIC'))
         conn.execute(sa.text(f'GRANT USAGE ON SCHEMA public TO "{tdb.app_role}"'))
     owner.dispose()
     return tdb
