@@ -13,8 +13,11 @@ def create_app(overrides: dict | None = None, settings: Settings | None = None) 
     app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
     app.config.update(settings.flask_config())
     app.config["SAAS_SETTINGS"] = settings
+    from saas.config import SETTING_KEYS
+
+    # Overrides that are not settings (TESTING, SAAS_PASSWORD_HASHER, …) go to app.config as is.
     for key, value in (overrides or {}).items():
-        if key.isupper() and not key.startswith("SAAS_"):
+        if key.isupper() and key not in SETTING_KEYS:
             app.config[key] = value
 
     from saas import wiring

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Keys read from the environment (prefixed SAAS_) or from <instance>/saas.toml (unprefixed, lower-case).
-_KEYS = (
+SETTING_KEYS = (
     "DATABASE_URL",
     "DATABASE_OWNER_URL",
     "REDIS_URL",

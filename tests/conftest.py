@@ -124,9 +124,13 @@ def app(_migrated_app, pg_database, smtp_server):
 
     smtp_server.clear()
     limiter.reset()
+    from saas.tenancy.context import set_tenant, set_user
+
     with _migrated_app.app_context():
         yield _migrated_app
         db.session.remove()
+        set_tenant(None)
+        set_user(None)
     truncate_all(pg_database.owner_url)
 
 
@@ -225,14 +229,22 @@ def tenant_b(make_tenant):
 
 
 class HostClient(FlaskClient):
-    """A test client bound to one host: environ_base cannot override HTTP_HOST (werkzeug sets it last)."""
+    """A test client bound to one host, each request in a fresh context as on a real server.
+
+    environ_base cannot override HTTP_HOST (werkzeug sets it last), hence base_url. The `app`
+    fixture keeps an application context pushed and Flask would reuse it for requests, sharing
+    `g` and Flask-Login's cached user between them; a new contextvars.Context per request gives
+    each one its own app context, `g`, tenant context and database session.
+    """
 
     base_host = "localhost"
 
     def open(self, *args, **kwargs):
+        import contextvars
+
         if not args or isinstance(args[0], str):
             kwargs.setdefault("base_url", f"http://{self.base_host}")
-        return super().open(*args, **kwargs)
+        return contextvars.Context().run(super().open, *args, **kwargs)
 
     def session_transaction(self, *args, **kwargs):
         kwargs.setdefault("base_url", f"http://{self.base_host}")
@@ -243,14 +255,15 @@ class HostClient(FlaskClient):
 def client_for(app) -> Callable:
     """A test client whose requests go to a tenant's host (or 'admin', or None for the portal)."""
 
-    def make(tenant=None):
-        label = tenant if isinstance(tenant, str) or tenant is None else tenant.slug
-        host = f"{label}.{BASE_DOMAIN}" if label else BASE_DOMAIN
-        client = HostClient(app, app.response_class, use_cookies=True)
-        client.base_host = host
-        return client
+    return lambda tenant=None: host_client(app, tenant)
 
-    return make
+
+def host_client(app, tenant=None) -> HostClient:
+    """A client on a tenant's host (a Tenant, a slug, 'admin'), or the portal for None."""
+    label = tenant if isinstance(tenant, str) or tenant is None else tenant.slug
+    client = HostClient(app, app.response_class, use_cookies=True)
+    client.base_host = f"{label}.{BASE_DOMAIN}" if label else BASE_DOMAIN
+    return client
 
 
 @pytest.fixture

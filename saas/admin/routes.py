@@ -7,14 +7,19 @@ from flask_login import login_required
 
 from saas.extensions import db
 from saas.hostguards import console_host, platform_admin_required
-from saas.tenancy.models import Tenant
+from saas.tenancy.models import Tenant, TenantStatus
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
 
+@bp.get("/")
 @console_host
 @login_required
 @platform_admin_required
 def home():
-    tenants = db.session.execute(db.select(Tenant).order_by(Tenant.kind.desc(), Tenant.name)).scalars().all()
-    return render_template("console/home.html", tenants=tenants)
+    tenants = db.session.execute(
+        db.select(Tenant).order_by(Tenant.kind.desc(), Tenant.name)
+    ).scalars().all()
+    counts = {status: sum(1 for t in tenants if t.status == status) for status in TenantStatus}
+    return render_template("console/home.html", tenants=tenants, counts=counts,
+                           population=sum(t.population for t in tenants if t.kind == "commune"))

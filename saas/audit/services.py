@@ -88,7 +88,7 @@ def record(action: str, target: str | None = None, data: dict | None = None, *,
         entry.tenant_id = tenant_id
     entry.hash = _digest(entry, tenant_id)
     db.session.add(entry)
-    db.session.flush([entry])
+    db.session.flush()
 
 
 @dataclass

@@ -1,15 +1,314 @@
-"""Login, logout, second factor, password reset, commune switch (placeholder: being built)."""
+"""Login, logout, second factor, password reset, account security and the commune switch."""
 
-from flask import Blueprint, abort
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required
+
+from saas.auth import services, totp
+from saas.auth.forms import ForgotForm, LoginForm, ResetForm, SwitchForm, TotpForm
+from saas.auth.passwords import password_problem
+from saas.auth.services import Status
+from saas.extensions import limiter
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
+INVALID_CREDENTIALS = _l("Adresse électronique ou mot de passe incorrect.")
+INVALID_CODE = _l("Code incorrect ou déjà utilisé. Saisissez le code actuellement affiché "
+                  "par votre application.")
+
+
+def _login_rate() -> str:
+    return current_app.config.get("SAAS_LOGIN_RATE_LIMIT", "20 per minute")
+
+
+def _reset_rate() -> str:
+    return current_app.config.get("SAAS_RESET_RATE_LIMIT", "5 per minute; 20 per hour")
+
+
+def _too_many() -> str:
+    return _("Trop de tentatives depuis votre adresse : patientez quelques minutes avant de réessayer.")
+
+
+login_limit = limiter.limit(_login_rate, methods=["POST"], error_message=_too_many)
+reset_limit = limiter.limit(_reset_rate, methods=["POST"], error_message=_too_many)
+
+
+@bp.before_request
+def _identity_hosts_only():
+    # Accounts live on a commune's host or on the console; the portal only lists communes.
+    if g.get("host_kind") not in ("tenant", "console"):
+        return redirect(url_for("web.index"))
+    return None
+
+
+@bp.app_context_processor
+def _account_context() -> dict:
+    def switch_targets() -> list:
+        if not current_user.is_authenticated:
+            return []
+        here = g.get("tenant")
+        return [(t, role) for t, role in services.memberships_of(current_user)
+                if here is None or t.id != here.id]
+
+    return {"switch_targets": switch_targets}
+
+
+def _after_login(next_url: str | None):
+    return redirect(services.safe_next(next_url) or url_for("web.index"))
+
+
+def _second_factor_redirect(outcome):
+    if outcome.status == Status.ENROL:
+        return redirect(url_for("auth.totp_enrol"))
+    return redirect(url_for("auth.totp_verify"))
+
+
+# --- login / logout ---------------------------------------------------------------------
+
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_limit
 def login():
-    abort(501)
+    if current_user.is_authenticated:
+        return _after_login(request.args.get("next"))
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = services.safe_next(request.args.get("next")) or ""
+    error = None
+    if form.validate_on_submit():
+        next_url = services.safe_next(form.next.data)
+        outcome = services.login_with_password(form.email.data, form.password.data, next_url)
+        if outcome.status == Status.OK:
+            return _after_login(next_url)
+        if outcome.status in (Status.SECOND_FACTOR, Status.ENROL):
+            return _second_factor_redirect(outcome)
+        if outcome.status == Status.LOCKED:
+            error = services.describe_lock(outcome.locked_until)
+        else:
+            error = str(INVALID_CREDENTIALS)
+    form.password.data = ""
+    form.next.data = services.safe_next(form.next.data) or ""
+    return render_template("auth/login.html", form=form, error=error)
 
 
 @bp.post("/logout")
 def logout():
-    abort(501)
+    services.logout()
+    flash(_("Vous êtes déconnecté."), "success")
+    return redirect(url_for("auth.login"))
+
+
+# --- second factor ----------------------------------------------------------------------
+
+
+def _pending_or_restart():
+    pending = services.pending_login()
+    if pending is None:
+        flash(_("Votre connexion a expiré : saisissez à nouveau votre mot de passe."), "info")
+    return pending
+
+
+@bp.route("/totp", methods=["GET", "POST"])
+@login_limit
+def totp_verify():
+    pending = _pending_or_restart()
+    if pending is None:
+        return redirect(url_for("auth.login"))
+    user, _role, state = pending
+    if state.get("enrol"):
+        return redirect(url_for("auth.totp_enrol"))
+    form = TotpForm()
+    error = None
+    if form.validate_on_submit():
+        outcome = services.verify_second_factor(user, state, form.code.data)
+        if outcome.status == Status.OK:
+            return _after_login(outcome.next_url)
+        if outcome.status == Status.LOCKED:
+            flash(services.describe_lock(outcome.locked_until), "error")
+            return redirect(url_for("auth.login"))
+        error = str(INVALID_CODE)
+    form.code.data = ""
+    return render_template("auth/totp.html", form=form, error=error)
+
+
+@bp.route("/totp/enrol", methods=["GET", "POST"])
+@login_limit
+def totp_enrol():
+    pending = _pending_or_restart()
+    if pending is None:
+        return redirect(url_for("auth.login"))
+    user, _role, state = pending
+    if not state.get("enrol"):
+        return redirect(url_for("auth.totp_verify"))
+    form = TotpForm()
+    error = None
+    if form.validate_on_submit():
+        outcome = services.confirm_forced_enrolment(user, state, form.code.data)
+        if outcome.status == Status.OK:
+            flash(_("Double authentification activée."), "success")
+            return _after_login(outcome.next_url)
+        if outcome.status == Status.LOCKED:
+            flash(services.describe_lock(outcome.locked_until), "error")
+            return redirect(url_for("auth.login"))
+        error = str(INVALID_CODE)
+    form.code.data = ""
+    return render_template("auth/enrol.html", form=form, error=error, forced=True,
+                           **_enrolment_context(user))
+
+
+def _enrolment_context(user) -> dict:
+    secret = services.enrolment_secret()
+    uri = totp.provisioning_uri(secret, user.email, issuer=_issuer())
+    return {"secret": totp.grouped(secret), "otpauth_uri": uri, "qr_src": totp.qr_svg_data_uri(uri)}
+
+
+def _issuer() -> str:
+    # One secret serves every commune of the account: name the platform, not this commune.
+    return f"Mutualis ({current_app.config['SAAS_SETTINGS'].base_domain})"
+
+
+# --- account and security ---------------------------------------------------------------
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return render_template(
+        "auth/account.html",
+        communes=services.memberships_of(current_user),
+        totp_mandatory=services.totp_required_anywhere(current_user),
+        disable_form=TotpForm(),
+    )
+
+
+@bp.route("/account/totp", methods=["GET", "POST"])
+@login_required
+def account_totp_enable():
+    if current_user.totp_enabled:
+        return redirect(url_for("auth.account"))
+    form = TotpForm()
+    error = None
+    if form.validate_on_submit():
+        if services.confirm_optional_enrolment(current_user, form.code.data):
+            flash(_("Double authentification activée."), "success")
+            return redirect(url_for("auth.account"))
+        error = str(INVALID_CODE)
+    form.code.data = ""
+    return render_template("auth/enrol.html", form=form, error=error, forced=False,
+                           **_enrolment_context(current_user))
+
+
+@bp.post("/account/totp/disable")
+@login_required
+def account_totp_disable():
+    form = TotpForm()
+    if not current_user.totp_enabled:
+        return redirect(url_for("auth.account"))
+    error = None
+    if form.validate_on_submit():
+        error = services.disable_totp(current_user, form.code.data)
+        if error is None:
+            flash(_("Double authentification désactivée."), "success")
+            return redirect(url_for("auth.account"))
+    return render_template(
+        "auth/account.html",
+        communes=services.memberships_of(current_user),
+        totp_mandatory=services.totp_required_anywhere(current_user),
+        disable_form=form,
+        disable_error=error,
+    ), 200
+
+
+# --- password reset ---------------------------------------------------------------------
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@reset_limit
+def forgot_password():
+    form = ForgotForm()
+    if form.validate_on_submit():
+        services.request_password_reset(form.email.data)
+        return render_template("auth/forgot_sent.html")
+    return render_template("auth/forgot.html", form=form)
+
+
+_TOKEN_ERRORS = {
+    "expired": _l("Ce lien a expiré (il est valable une heure). Demandez-en un nouveau."),
+    "invalid": _l("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier, "
+                  "ou demandez-en un nouveau."),
+    "used": _l("Ce lien a déjà servi. Demandez-en un nouveau si nécessaire."),
+}
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@reset_limit
+def reset_password(token: str):
+    user, problem = services.check_reset_token(token)
+    if user is None:
+        return render_template("auth/reset_invalid.html", message=str(_TOKEN_ERRORS[problem])), 400
+    form = ResetForm()
+    error = None
+    if form.validate_on_submit():
+        error = password_problem(form.password.data, email=user.email, name=user.name)
+        if error is None:
+            services.reset_password(user, form.password.data)
+            flash(_("Votre mot de passe a été changé : connectez-vous avec le nouveau."), "success")
+            return redirect(url_for("auth.login"))
+        form.password.errors = [*form.password.errors, error]
+    form.password.data = form.confirm.data = ""
+    return render_template("auth/reset.html", form=form, user=user)
+
+
+# --- commune switch ---------------------------------------------------------------------
+
+
+@bp.post("/switch")
+@login_required
+def switch():
+    form = SwitchForm()
+    if not form.validate_on_submit():
+        abort(400)
+    target = services.switch_url(current_user, form.slug.data)
+    if target is None:
+        abort(404)
+    return redirect(target)
+
+
+_HANDOFF_ERRORS = {
+    "expired": _l("Le lien de changement de commune a expiré : recommencez depuis votre "
+                  "commune d'origine."),
+    "invalid": _l("Le lien de changement de commune n'est pas valide."),
+    "used": _l("Ce lien de changement de commune a déjà servi."),
+    "no_access": _l("Votre compte n'a pas accès à cette commune."),
+}
+
+
+@bp.get("/handoff")
+def handoff():
+    if g.get("host_kind") != "tenant":
+        abort(404)
+    outcome, problem = services.accept_handoff(request.args.get("token", ""))
+    if problem is not None:
+        status = 403 if problem == "no_access" else 400
+        return render_template("auth/handoff_error.html",
+                               message=str(_HANDOFF_ERRORS[problem])), status
+    if outcome.status == Status.LOCKED:
+        flash(services.describe_lock(outcome.locked_until), "error")
+        return redirect(url_for("auth.login"))
+    if outcome.status in (Status.SECOND_FACTOR, Status.ENROL):
+        return _second_factor_redirect(outcome)
+    flash(_("Vous êtes connecté à %(commune)s.", commune=g.tenant.name), "success")
+    return redirect(url_for("web.index"))

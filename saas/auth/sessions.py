@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 
 from flask import Flask, g, session
 from flask_babel import lazy_gettext as _l
@@ -10,6 +12,9 @@ from flask_login import LoginManager
 
 from saas.extensions import db
 from saas.tenancy.context import set_user
+
+# However active a session is, it ends this long after the login (a working day and a half).
+ABSOLUTE_LIFETIME = timedelta(hours=12)
 
 
 def init_app(app: Flask, login_manager: LoginManager) -> None:
@@ -28,8 +33,14 @@ def session_scope_key() -> str:
 
 
 def load_user(user_key: str):
-    from saas.auth.models import Membership, User
+    from saas.auth.models import Membership, UsedNonce, User
 
+    # Half-authenticated (password given, one-time code not yet): not logged in.
+    if session.get("needs_2fa"):
+        return None
+    login_at = session.get("login_at")
+    if login_at is not None and time.time() - float(login_at) > ABSOLUTE_LIFETIME.total_seconds():
+        return None
     try:
         raw_id, version = user_key.split(":", 1)
         user = db.session.get(User, uuid.UUID(raw_id))
@@ -40,9 +51,12 @@ def load_user(user_key: str):
     # A cookie minted for another host (misconfigured cookie domain, copied cookie) is void.
     if session.get("scope") != session_scope_key():
         return None
+    sid = session.get("sid")
+    if sid and db.session.get(UsedNonce, f"logout:{sid}") is not None:
+        return None  # this cookie was logged out; a copy of it stays logged out
     tenant = g.get("tenant")
+    set_user(user)
     if tenant is not None:
-        set_user(user)
         membership = db.session.execute(
             db.select(Membership).where(Membership.user_id == user.id)
         ).scalar_one_or_none()
@@ -50,7 +64,5 @@ def load_user(user_key: str):
             return None
         g.membership = membership
     elif g.get("host_kind") == "console" and not user.is_platform_admin:
-        return None
-    if session.get("needs_2fa"):
         return None
     return user

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import chain
 
-from flask import Flask, abort, g, request
+import sqlalchemy as sa
+from flask import Flask, Request, abort, current_app, g, request
+from sqlalchemy import event, orm
+from sqlalchemy.orm import Session
 from werkzeug.local import LocalProxy
 
 from saas.extensions import db
@@ -70,6 +74,107 @@ class TrustedHosts:
     def __contains__(self, item) -> bool:
         return item in list(self)
 
+    def for_environ(self, environ: dict) -> list[str]:
+        """The entries that matter for this request: werkzeug checks a list entry by entry
+        (IDNA-encoding each), which costs ~1 ms per request with 1,000 custom domains."""
+        hosts = [self.base, "." + self.base, "localhost", "127.0.0.1", "[::1]"]
+        raw = (environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "").lower()
+        hostname = raw if raw.endswith("]") else raw.rsplit(":", 1)[0]
+        try:
+            if hostname in self.cache.get():
+                hosts.append(hostname)
+        except Exception:  # database down: only the base domain is trusted meanwhile
+            pass
+        return hosts
+
+
+class TenantAwareRequest(Request):
+    """Flask's request, checking the Host header against TrustedHosts in constant time."""
+
+    @property
+    def trusted_hosts(self):  # type: ignore[override]
+        hosts = self.__dict__.get("_saas_trusted_hosts")
+        if isinstance(hosts, TrustedHosts):
+            return hosts.for_environ(self.environ)
+        return hosts
+
+    @trusted_hosts.setter
+    def trusted_hosts(self, value) -> None:
+        self.__dict__["_saas_trusted_hosts"] = value
+
+
+# Seconds a host's tenant is reused without a query (per process); 0 turns the cache off.
+DEFAULT_TENANT_CACHE_SECONDS = 5.0
+_generation = 0  # bumped by any ORM write to a tenant or a custom domain in this process
+
+
+class _TenantCache:
+    """Host name → the tenant's row, reused for a few seconds so a request does not pay a query
+    to learn its commune.
+
+    Any ORM write to a tenant or a custom domain in this process empties it at once; other
+    processes (gunicorn workers) see such a change within the TTL, so a suspension or a moved
+    domain takes at most TENANT_CACHE_SECONDS to apply everywhere. Only found tenants are kept:
+    unknown hosts cannot grow it, and a new commune answers at once.
+    """
+
+    def __init__(self):
+        self._entries: dict[str, tuple[float, int, Tenant]] = {}
+        self._columns = [attr.key for attr in sa.inspect(Tenant).column_attrs]
+        self._mutable = [attr.key for attr in sa.inspect(Tenant).column_attrs
+                         if isinstance(attr.columns[0].type, sa.JSON)]
+
+    def lookup(self, hostname: str) -> Tenant | None:
+        entry = self._entries.get(hostname)
+        if entry is None:
+            return None
+        expires, generation, template = entry
+        if generation != _generation or time.monotonic() > expires:
+            self._entries.pop(hostname, None)
+            return None
+        # A copy of the detached template, attached to this request's session without a query;
+        # JSON values are copied too, so code mutating them in place cannot alter the template.
+        tenant = db.session.merge(template, load=False)
+        for key in self._mutable:
+            value = getattr(template, key)
+            if isinstance(value, list | dict):
+                orm.attributes.set_committed_value(tenant, key, value.copy())
+        return tenant
+
+    def store(self, hostname: str, tenant: Tenant, ttl: float) -> None:
+        template = Tenant(**{key: getattr(tenant, key) for key in self._columns})
+        orm.make_transient_to_detached(template)
+        self._entries[hostname] = (time.monotonic() + ttl, _generation, template)
+
+
+def invalidate_tenant_cache() -> None:
+    """Forget every cached host → tenant in this process (called on tenant writes)."""
+    global _generation
+    _generation += 1
+
+
+def _tenant_rows_flushed(session: Session, flush_context) -> None:
+    for obj in chain(session.new, session.dirty, session.deleted):
+        if isinstance(obj, Tenant | TenantDomain):
+            invalidate_tenant_cache()
+            return
+
+
+def _tenant_rows_bulk_written(state: orm.ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return
+    table = getattr(state.statement, "table", None)
+    if table is not None and table.name in (Tenant.__tablename__, TenantDomain.__tablename__):
+        invalidate_tenant_cache()
+
+
+def _cache_ttl() -> float:
+    value = current_app.config.get("TENANT_CACHE_SECONDS")
+    if value is None:
+        # Off in tests by default: tables are truncated between tests behind the ORM's back.
+        return 0.0 if current_app.testing else DEFAULT_TENANT_CACHE_SECONDS
+    return float(value)
+
 
 def _hostname() -> str:
     return request.host.rsplit(":", 1)[0].lower() if request.host else ""
@@ -94,6 +199,19 @@ def resolve_host(hostname: str, base_domain: str) -> tuple[str, Tenant | None]:
     return (HostKind.TENANT, tenant) if tenant else (None, None)
 
 
+def _resolve_cached(hostname: str, base_domain: str) -> tuple[str | None, Tenant | None]:
+    ttl = _cache_ttl()
+    cache: _TenantCache = current_app.extensions["saas_tenant_cache"]
+    if ttl > 0:
+        tenant = cache.lookup(hostname)
+        if tenant is not None:
+            return HostKind.TENANT, tenant
+    kind, tenant = resolve_host(hostname, base_domain)
+    if tenant is not None and ttl > 0:
+        cache.store(hostname, tenant, ttl)
+    return kind, tenant
+
+
 def _resolve_request() -> None:
     set_tenant(None)
     set_user(None)
@@ -101,7 +219,7 @@ def _resolve_request() -> None:
     g.host_kind = None
     if request.endpoint in _HOST_FREE_ENDPOINTS:
         return
-    kind, tenant = resolve_host(_hostname(), g.settings.base_domain)
+    kind, tenant = _resolve_cached(_hostname(), g.settings.base_domain)
     if kind is None:
         abort(404, description="unknown_host")
     g.host_kind = kind
@@ -109,7 +227,8 @@ def _resolve_request() -> None:
     if tenant is not None:
         set_tenant(tenant)
         bind_context(tenant=tenant.slug)
-        if tenant.status != TenantStatus.ACTIVE:
+        # The closed commune's page still wears its colours (its theme is not confidential).
+        if tenant.status != TenantStatus.ACTIVE and request.endpoint != "web.theme_css":
             abort(403 if tenant.status == TenantStatus.SUSPENDED else 410,
                   description=f"tenant_{tenant.status}")
 
@@ -118,7 +237,18 @@ def init_app(app: Flask, base_domain: str) -> None:
     cache = _CustomDomainCache(app)
     app.extensions["saas_domain_cache"] = cache
     app.config["TRUSTED_HOSTS"] = TrustedHosts(base_domain, cache)
+    app.request_class = TenantAwareRequest
+    app.extensions["saas_tenant_cache"] = _TenantCache()
+    if not event.contains(Session, "after_flush", _tenant_rows_flushed):
+        event.listen(Session, "after_flush", _tenant_rows_flushed)
+        event.listen(Session, "do_orm_execute", _tenant_rows_bulk_written)
     app.before_request(_resolve_request)
+
+    @app.teardown_request
+    def _forget_tenant(exc) -> None:
+        # The thread serves other requests (and tests) next: never let a tenant linger.
+        set_tenant(None)
+        set_user(None)
 
 
 def _get_current_tenant() -> Tenant | None:

@@ -1,0 +1,598 @@
+"""Identity rules: password login, lockout, second factor, password reset, commune switch.
+
+Every function here works on the request's host (a commune, or the console) and records what
+it does in that host's audit chain. Counters live in the database (accounts) or in the rate
+limiter's storage (addresses without an account here), never in process memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit
+
+from flask import current_app, g, session, url_for
+from flask_babel import format_datetime
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.exc import IntegrityError
+
+from saas.audit.services import record
+from saas.auth import passwords, totp
+from saas.auth.models import Membership, Role, UsedNonce, User
+from saas.auth.sessions import ABSOLUTE_LIFETIME, session_scope_key
+from saas.extensions import db, limiter
+from saas.hosts import tenant_url
+from saas.mail import send_mail
+from saas.modelbase import utcnow
+from saas.tenancy.context import current_user_id, set_user
+from saas.tenancy.models import Tenant
+
+log = logging.getLogger("saas.auth")
+
+LOCK_THRESHOLD = 5
+LOCK_BASE = timedelta(minutes=15)
+LOCK_MAX = timedelta(hours=24)
+PENDING_MAX_AGE = 600  # seconds between the password and the one-time code
+RESET_MAX_AGE = 3600
+SWITCH_MAX_AGE = 60
+
+_RESET_SALT = "saas.auth.password-reset"
+_SWITCH_SALT = "saas.auth.switch"
+
+
+class Status:
+    OK = "ok"
+    INVALID = "invalid"
+    LOCKED = "locked"
+    SECOND_FACTOR = "second_factor"
+    ENROL = "enrol"
+
+
+@dataclass
+class Outcome:
+    status: str
+    user: User | None = None
+    locked_until: datetime | None = None
+    next_url: str | None = None
+
+
+# --- hosts, accounts, roles -------------------------------------------------------------
+
+
+def on_console() -> bool:
+    return g.get("host_kind") == "console"
+
+
+def audit(action: str, *, actor, data: dict | None = None, target: str | None = None) -> None:
+    """Record in the chain of the request's host: the commune's, or the platform's."""
+    record(action, target, data or {}, actor=actor, platform=on_console())
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def find_user(email: str) -> User | None:
+    email = normalise_email(email)
+    if not email:
+        return None
+    return db.session.execute(
+        db.select(User).where(db.func.lower(User.email) == email)
+    ).scalar_one_or_none()
+
+
+def access_role(user: User) -> str | None:
+    """The user's role on this host ("platform" on the console), or None without access."""
+    if not user.active:
+        return None
+    if g.get("tenant") is not None:
+        membership = db.session.execute(
+            db.select(Membership).where(Membership.user_id == user.id)
+        ).scalar_one_or_none()
+        return membership.role if membership else None
+    if on_console() and user.is_platform_admin:
+        return "platform"
+    return None
+
+
+def totp_required(user: User, role: str | None) -> bool:
+    """Whether this login needs a second factor even if the user never enrolled one."""
+    return user.is_platform_admin or role == Role.ADMIN
+
+
+def memberships_of(user: User) -> list[tuple[Tenant, str]]:
+    """Every active commune where the user has a role, with that role."""
+    # RLS lets a person read their own memberships in every tenant through the `own_rows`
+    # policy, keyed on app.current_user; the ORM filter is bypassed on purpose.
+    if current_user_id() != user.id:
+        set_user(user)
+    rows = db.session.execute(
+        db.select(Tenant, Membership.role)
+        .join(Membership, Membership.tenant_id == Tenant.id)
+        .where(Membership.user_id == user.id, Tenant.status == "active")
+        .order_by(Tenant.name)
+        .execution_options(all_tenants=True)
+    ).all()
+    return [(tenant, role) for tenant, role in rows]
+
+
+def totp_required_anywhere(user: User) -> bool:
+    return user.is_platform_admin or any(role == Role.ADMIN for _t, role in memberships_of(user))
+
+
+def safe_next(target: str | None) -> str | None:
+    """Return `target` if it is a path on this host, None otherwise (no open redirect)."""
+    if not target or len(target) > 2000:
+        return None
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+# --- lockout ----------------------------------------------------------------------------
+
+
+def lock_duration(failures: int) -> timedelta:
+    """15 minutes for the first lock, doubled at each further one, capped at a day."""
+    nth = min(max(failures // LOCK_THRESHOLD, 1), 16)  # 2**15 quarters of an hour is past the cap
+    return min(LOCK_BASE * (2 ** (nth - 1)), LOCK_MAX)
+
+
+def locked_until(user: User) -> datetime | None:
+    if user.locked_until is not None and user.locked_until > utcnow():
+        return user.locked_until
+    return None
+
+
+def describe_lock(until: datetime) -> str:
+    """The French sentence shown to a locked-out person, with the time it unlocks."""
+    local_now = format_datetime(utcnow(), "yyyy-MM-dd")
+    if format_datetime(until, "yyyy-MM-dd") == local_now:
+        when = format_datetime(until, "HH:mm")
+    else:
+        when = format_datetime(until, "d MMMM 'à' HH:mm")
+    return _(
+        "Compte temporairement verrouillé après plusieurs tentatives infructueuses. "
+        "Vous pourrez réessayer à partir de %(when)s (heure de Paris), ou réinitialiser "
+        "votre mot de passe.",
+        when=when,
+    )
+
+
+def _register_failure(user: User, reason: str) -> Outcome:
+    """Count one more failure on the account, lock it at each threshold, audit, commit."""
+    count = db.session.execute(
+        db.update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    until = None
+    data: dict = {"result": "failure", "reason": reason}
+    if count % LOCK_THRESHOLD == 0:
+        until = utcnow() + lock_duration(count)
+        db.session.execute(
+            db.update(User).where(User.id == user.id).values(locked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        data["locked_until"] = until.isoformat(timespec="seconds")
+    audit("auth.login", actor=user, data=data)
+    # The failure must stick even though the login is refused.
+    db.session.commit()
+    return Outcome(Status.LOCKED if until else Status.INVALID, user, until)
+
+
+def _phantom_key(email: str) -> str:
+    # Addresses without an account on this host lock like real accounts, so the lock message
+    # does not reveal which addresses exist. Keyed by host and address, hashed with the secret.
+    raw = f"{session_scope_key()}|{email}".encode()
+    digest = hmac.new(current_app.secret_key.encode(), raw, hashlib.sha256).hexdigest()[:32]
+    return f"saas-auth-phantom:{digest}"
+
+
+def _phantom_locked_until(email: str) -> datetime | None:
+    key = _phantom_key(email) + ":lock"
+    if limiter.storage.get(key) > 0:
+        return datetime.fromtimestamp(limiter.storage.get_expiry(key), UTC)
+    return None
+
+
+def _phantom_failure(email: str, reason: str) -> Outcome:
+    base = _phantom_key(email)
+    count = limiter.storage.incr(base + ":fail", int(LOCK_MAX.total_seconds()))
+    until = None
+    if count % LOCK_THRESHOLD == 0:
+        duration = lock_duration(count)
+        limiter.storage.incr(base + ":lock", int(duration.total_seconds()))
+        until = utcnow() + duration
+    audit("auth.login", actor="anonymous",
+          data={"result": "failure", "reason": reason, "email": email[:254]})
+    db.session.commit()
+    return Outcome(Status.LOCKED if until else Status.INVALID, None, until)
+
+
+# --- password login ---------------------------------------------------------------------
+
+
+def login_with_password(email: str, password: str, next_url: str | None) -> Outcome:
+    """Check the password on this host; log in, or hand over to the second factor."""
+    email = normalise_email(email)
+    user = find_user(email)
+    role = access_role(user) if user is not None else None
+    if user is None or role is None:
+        until = _phantom_locked_until(email)
+        if until is not None:
+            audit("auth.login", actor="anonymous",
+                  data={"result": "failure", "reason": "locked", "email": email[:254]})
+            db.session.commit()
+            return Outcome(Status.LOCKED, None, until)
+        # Same Argon2 work as a real account, so timing does not tell them apart.
+        passwords.verify_password(user.password_hash if user else None, password)
+        return _phantom_failure(email, "no_access" if user else "unknown_account")
+
+    until = locked_until(user)
+    if until is not None:
+        audit("auth.login", actor=user, data={"result": "failure", "reason": "locked"})
+        db.session.commit()
+        return Outcome(Status.LOCKED, user, until)
+    if not passwords.verify_password(user.password_hash, password):
+        return _register_failure(user, "bad_password")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+
+    if user.totp_enabled or totp_required(user, role):
+        enrol = not user.totp_enabled
+        begin_second_factor(user, enrol=enrol, next_url=next_url)
+        db.session.commit()
+        return Outcome(Status.ENROL if enrol else Status.SECOND_FACTOR, user)
+    complete_login(user, totp_ok=False, method="password")
+    return Outcome(Status.OK, user, next_url=next_url)
+
+
+def complete_login(user: User, *, totp_ok: bool, method: str, action: str = "auth.login",
+                   data: dict | None = None) -> None:
+    """Open a fresh session for `user` on this host, reset the lockout, audit, commit."""
+    session.clear()  # no state carried over from before authentication (fixation)
+    login_user(user)
+    session["scope"] = session_scope_key()
+    session["sid"] = secrets.token_urlsafe(16)
+    session["login_at"] = int(time.time())
+    session["totp_ok"] = totp_ok
+    db.session.execute(
+        db.update(User).where(User.id == user.id)
+        .values(failed_logins=0, locked_until=None, last_login_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    audit(action, actor=user, data={"result": "success", "method": method, **(data or {})})
+    db.session.commit()
+
+
+def logout() -> None:
+    """End this session and make its cookie worthless even if someone kept a copy."""
+    sid, login_at = session.get("sid"), session.get("login_at")
+    if current_user.is_authenticated:
+        audit("auth.logout", actor=current_user._get_current_object())
+    if sid:
+        started = datetime.fromtimestamp(login_at or time.time(), UTC)
+        db.session.add(UsedNonce(nonce=f"logout:{sid}",
+                                 expires_at=started + ABSOLUTE_LIFETIME + timedelta(minutes=5)))
+    _purge_expired_nonces()
+    db.session.commit()
+    logout_user()
+    session.clear()
+
+
+def _purge_expired_nonces() -> None:
+    db.session.execute(db.delete(UsedNonce).where(UsedNonce.expires_at < utcnow()))
+
+
+# --- second factor ----------------------------------------------------------------------
+
+
+def begin_second_factor(user: User, *, enrol: bool, next_url: str | None,
+                        via: str = "password", source: str | None = None) -> None:
+    """Remember who passed the first factor; the session is not logged in yet."""
+    session.clear()
+    session["needs_2fa"] = True
+    session["pending"] = {
+        "uid": str(user.id),
+        "v": user.session_version,
+        "scope": session_scope_key(),
+        "at": int(time.time()),
+        "enrol": enrol,
+        "next": next_url,
+        "via": via,
+        "src": source,
+    }
+
+
+def pending_login() -> tuple[User, str, dict] | None:
+    """The (user, role, pending state) waiting for a second factor on this host, if any."""
+    pending = session.get("pending") if session.get("needs_2fa") else None
+    if not isinstance(pending, dict) or pending.get("scope") != session_scope_key():
+        return None
+    if time.time() - float(pending.get("at", 0)) > PENDING_MAX_AGE:
+        return None
+    try:
+        user = db.session.get(User, uuid.UUID(pending["uid"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+    if user is None or user.session_version != pending.get("v"):
+        return None
+    role = access_role(user)
+    if role is None:
+        return None
+    return user, role, pending
+
+
+def _finish_pending(user: User, pending: dict, method: str) -> Outcome:
+    if pending.get("via") == "switch":
+        complete_login(user, totp_ok=True, method=f"switch+{method}", action="auth.switch",
+                       data={"direction": "in", "from": pending.get("src")})
+    else:
+        complete_login(user, totp_ok=True, method=f"password+{method}")
+    return Outcome(Status.OK, user, next_url=pending.get("next"))
+
+
+def verify_second_factor(user: User, pending: dict, code: str) -> Outcome:
+    """Check the one-time code of an enrolled user and finish the login."""
+    until = locked_until(user)
+    if until is not None:
+        session.clear()
+        audit("auth.login", actor=user, data={"result": "failure", "reason": "locked"})
+        db.session.commit()
+        return Outcome(Status.LOCKED, user, until)
+    try:
+        ok = totp.verify_user_code(user, code)
+    except totp.SecretUnreadable:
+        log.error("TOTP secret of user %s cannot be decrypted (SECRET_KEY changed?)", user.id)
+        ok = False
+    if not ok:
+        outcome = _register_failure(user, "bad_totp")
+        if outcome.status == Status.LOCKED:
+            session.clear()
+        return outcome
+    return _finish_pending(user, pending, "totp")
+
+
+def enrolment_secret() -> str:
+    """The secret being enrolled in this session (kept encrypted in the cookie)."""
+    stored = session.get("enrol_secret")
+    if stored:
+        try:
+            return totp.decrypt_secret(stored)
+        except totp.SecretUnreadable:
+            pass
+    secret = totp.new_secret()
+    session["enrol_secret"] = totp.encrypt_secret(secret)
+    return secret
+
+
+def _enable_totp(user: User, secret: str, step: int) -> None:
+    user.totp_secret_enc = totp.encrypt_secret(secret)
+    user.totp_last_step = step
+    session.pop("enrol_secret", None)
+    audit("auth.totp.enable", actor=user)
+
+
+def confirm_forced_enrolment(user: User, pending: dict, code: str) -> Outcome:
+    """Enable the second factor of a user who must have one, then finish the login."""
+    until = locked_until(user)
+    if until is not None:
+        session.clear()
+        return Outcome(Status.LOCKED, user, until)
+    secret = enrolment_secret()
+    step = totp.matching_step(secret, code)
+    if step is None:
+        outcome = _register_failure(user, "bad_totp_enrolment")
+        if outcome.status == Status.LOCKED:
+            session.clear()
+        return outcome
+    _enable_totp(user, secret, step)
+    return _finish_pending(user, pending, "totp_enrolment")
+
+
+def confirm_optional_enrolment(user: User, code: str) -> bool:
+    """Enable the second factor from the account page; False if the code is wrong."""
+    secret = enrolment_secret()
+    step = totp.matching_step(secret, code)
+    if step is None:
+        return False
+    _enable_totp(user, secret, step)
+    session["totp_ok"] = True
+    db.session.commit()
+    return True
+
+
+def disable_totp(user: User, code: str) -> str | None:
+    """Turn the second factor off; return why it was refused, in French, or None."""
+    if totp_required_anywhere(user):
+        return _("La double authentification est obligatoire pour votre compte : "
+                 "elle ne peut pas être désactivée.")
+    try:
+        ok = totp.verify_user_code(user, code)
+    except totp.SecretUnreadable:
+        ok = False
+    if not ok:
+        db.session.rollback()
+        return _("Code incorrect ou déjà utilisé : saisissez le code actuellement affiché.")
+    user.totp_secret_enc = None
+    user.totp_last_step = None
+    audit("auth.totp.disable", actor=user)
+    db.session.commit()
+    return None
+
+
+# --- password reset ---------------------------------------------------------------------
+
+
+def _serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt=salt)
+
+
+def _password_fingerprint(user: User) -> str:
+    # Changes with the password and with the session version: a used link dies with them.
+    raw = f"{user.password_hash or ''}|{user.session_version}".encode()
+    return hmac.new(current_app.secret_key.encode(), raw, hashlib.sha256).hexdigest()[:32]
+
+
+def make_reset_token(user: User) -> str:
+    return _serializer(_RESET_SALT).dumps(
+        {"u": str(user.id), "s": session_scope_key(), "f": _password_fingerprint(user)}
+    )
+
+
+def request_password_reset(email: str) -> None:
+    """Mail a reset link if the address has an account on this host; say nothing either way."""
+    user = find_user(email)
+    if user is None or access_role(user) is None:
+        return
+    link = url_for("auth.reset_password", token=make_reset_token(user), _external=True)
+    place = g.tenant.name if g.get("tenant") is not None else _("la console intercommunale")
+    subject = _("Réinitialisation de votre mot de passe – %(place)s", place=place)
+    body = _(
+        "Bonjour %(name)s,\n\n"
+        "Quelqu'un (vous, sans doute) a demandé à réinitialiser le mot de passe de votre compte "
+        "sur %(place)s.\n\n"
+        "Pour choisir un nouveau mot de passe, ouvrez ce lien dans l'heure qui vient :\n\n"
+        "%(link)s\n\n"
+        "Le lien ne sert qu'une fois. Si vous n'êtes pas à l'origine de cette demande, ignorez "
+        "ce message : votre mot de passe actuel reste valable.\n",
+        name=user.name, place=place, link=link,
+    )
+    try:
+        send_mail(user.email, subject, body)
+    except Exception:  # the answer must not differ between known and unknown addresses
+        log.exception("password reset mail could not be sent to user %s", user.id)
+        return
+    audit("auth.password_reset.request", actor=user)
+    db.session.commit()
+
+
+def check_reset_token(token: str) -> tuple[User | None, str | None]:
+    """Return (user, None) for a valid link, or (None, "expired" | "invalid" | "used")."""
+    try:
+        data = _serializer(_RESET_SALT).loads(token, max_age=RESET_MAX_AGE)
+    except SignatureExpired:
+        return None, "expired"
+    except BadSignature:
+        return None, "invalid"
+    if not isinstance(data, dict) or data.get("s") != session_scope_key():
+        return None, "invalid"
+    try:
+        user = db.session.get(User, uuid.UUID(str(data.get("u"))))
+    except ValueError:
+        return None, "invalid"
+    if user is None or access_role(user) is None:
+        return None, "invalid"
+    if not hmac.compare_digest(str(data.get("f", "")), _password_fingerprint(user)):
+        return None, "used"
+    return user, None
+
+
+def reset_password(user: User, new_password: str) -> None:
+    """Set the new password, log out every session of the user, clear the lockout."""
+    user.password_hash = passwords.hash_password(new_password)
+    user.session_version += 1
+    user.failed_logins = 0
+    user.locked_until = None
+    audit("auth.password_reset", actor=user)
+    db.session.commit()
+
+
+# --- commune switch ---------------------------------------------------------------------
+
+
+def switch_url(user: User, slug: str) -> str | None:
+    """Issue a one-time hand-off to another commune of the user; None if not allowed."""
+    current = g.get("tenant")
+    target = next((t for t, _r in memberships_of(user) if t.slug == slug), None)
+    if target is None or (current is not None and target.id == current.id):
+        return None
+    token = _serializer(_SWITCH_SALT).dumps({
+        "u": str(user.id),
+        "t": str(target.id),
+        "n": secrets.token_urlsafe(16),
+        "v": user.session_version,
+        "tf": bool(session.get("totp_ok")),
+        "src": current.slug if current is not None else "console",
+    })
+    audit("auth.switch", actor=user, target=target.slug,
+          data={"direction": "out", "to": target.slug})
+    db.session.commit()
+    return tenant_url(target, "/auth/handoff?" + urlencode({"token": token}))
+
+
+def make_switch_token(user: User, target: Tenant, *, totp_ok: bool = False,
+                      source: str = "console") -> str:
+    """Sign a hand-off token by hand (for tests and operators' tooling)."""
+    return _serializer(_SWITCH_SALT).dumps({
+        "u": str(user.id), "t": str(target.id), "n": secrets.token_urlsafe(16),
+        "v": user.session_version, "tf": totp_ok, "src": source,
+    })
+
+
+def accept_handoff(token: str) -> tuple[Outcome | None, str | None]:
+    """Log in from another commune's hand-off; return (outcome, None) or (None, error code)."""
+    try:
+        data = _serializer(_SWITCH_SALT).loads(token, max_age=SWITCH_MAX_AGE)
+    except SignatureExpired:
+        return None, "expired"
+    except BadSignature:
+        return None, "invalid"
+    tenant = g.get("tenant")
+    if not isinstance(data, dict) or tenant is None or data.get("t") != str(tenant.id):
+        return None, "invalid"
+    try:
+        user = db.session.get(User, uuid.UUID(str(data.get("u"))))
+    except ValueError:
+        return None, "invalid"
+    if user is None or user.session_version != data.get("v"):
+        return None, "invalid"
+
+    _purge_expired_nonces()
+    try:
+        with db.session.begin_nested():
+            db.session.add(UsedNonce(nonce=f"switch:{data.get('n')}"[:64],
+                                     expires_at=utcnow() + timedelta(seconds=SWITCH_MAX_AGE * 2)))
+            # Flush inside the savepoint so a replay's violation rolls back only the savepoint.
+            db.session.flush()
+    except IntegrityError:
+        audit("auth.switch", actor=user,
+              data={"direction": "in", "result": "failure", "reason": "replayed"})
+        db.session.commit()
+        return None, "used"
+    db.session.commit()
+
+    role = access_role(user)
+    if role is None:
+        audit("auth.switch", actor=user,
+              data={"direction": "in", "result": "failure", "reason": "no_access"})
+        db.session.commit()
+        return None, "no_access"
+    until = locked_until(user)
+    if until is not None:
+        return Outcome(Status.LOCKED, user, until), None
+    source = str(data.get("src") or "")[:40]
+    totp_ok = bool(data.get("tf"))
+    if (user.totp_enabled or totp_required(user, role)) and not totp_ok:
+        enrol = not user.totp_enabled
+        begin_second_factor(user, enrol=enrol, next_url=None, via="switch", source=source)
+        return Outcome(Status.ENROL if enrol else Status.SECOND_FACTOR, user), None
+    complete_login(user, totp_ok=totp_ok, method="switch", action="auth.switch",
+                   data={"direction": "in", "from": source})
+    return Outcome(Status.OK, user), None
