@@ -64,7 +64,7 @@ def init_command() -> None:
 def serve_command(bind: str | None, workers: int | None) -> None:
     """Run the web server (gunicorn) on the configured instance."""
     args = [
-        sys.executable, "-m", "gunicorn", "wsgi:app",
+        sys.executable, "-m", "gunicorn", "saas:create_app()",
         "--bind", bind or os.environ.get("SAAS_BIND", "127.0.0.1:8000"),
         "--workers", str(workers or int(os.environ.get("SAAS_WEB_WORKERS", "2"))),
         "--threads", "4",
@@ -77,12 +77,18 @@ def serve_command(bind: str | None, workers: int | None) -> None:
 def _register_groups() -> None:
     from saas.audit.cli import audit_group
     from saas.auth.cli import tokens_group, users_group
+    from saas.demo import demo_group
+    from saas.jobs.cli import jobs_group, scheduler_command, worker_command
     from saas.tenancy.cli import tenants_group
 
     main.add_command(tenants_group)
     main.add_command(users_group)
     main.add_command(tokens_group)
     main.add_command(audit_group)
+    main.add_command(demo_group)
+    main.add_command(worker_command)
+    main.add_command(scheduler_command)
+    main.add_command(jobs_group)
 
 
 _register_groups()

@@ -31,6 +31,7 @@ def configure_logging(json_output: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def bind_context(**values) -> None:
