@@ -1,0 +1,301 @@
+"""Workers: RQ processes in the Redis mode, threads in the embedded default.
+
+`saas worker --jobs N` (Redis mode) is a small supervisor: it builds the application once, then
+forks N RQ worker processes and one scheduler process, restarts any that dies, and on SIGTERM
+asks each to stop after the job in hand (RQ's warm shutdown) before exiting. The supervisor
+itself stays single-threaded and touches neither the database nor Redis, so forking is safe.
+
+By default each worker process runs its jobs itself (RQ's SimpleWorker: warm database pool,
+a few milliseconds per job) and is replaced after `max_jobs` jobs; a job stuck past its
+timeout takes its process down (see execution.Heartbeat) and is re-run elsewhere.
+`--fork` instead forks a work horse per job (RQ's Worker: memory isolation, RQ's own hard
+timeout) at the cost of a fork and fresh database connections per job. Either way the job
+runs through `perform(job_id, token)`, which claims it in the database and runs it.
+
+Without Redis (`make run`), `EmbeddedRunner` threads in the web process (or in
+`saas worker`) claim due jobs straight from the database and run the very same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+
+from flask import Flask, current_app, has_app_context
+
+from saas.extensions import db
+from saas.jobs.execution import run_claimed, run_next
+from saas.jobs.tuning import tuning
+
+log = logging.getLogger("saas.jobs")
+
+# A worker process that ran its `max_jobs` exits with this status to be replaced.
+RECYCLE_EXIT = 75
+
+# The application built by the supervisor before forking; work horses inherit it.
+_APP: Flask | None = None
+
+
+def _app() -> Flask:
+    global _APP
+    if _APP is None and has_app_context():  # called in-process (tests, tools)
+        return current_app._get_current_object()
+    if _APP is None:  # started by a plain `rq worker`: build it here
+        from saas import create_app
+
+        _APP = create_app()
+    return _APP
+
+
+_engine_pid: int | None = None
+
+
+def _fresh_connections(app: Flask) -> None:
+    """After a fork, never reuse the parent's pooled database connections."""
+    global _engine_pid
+    if _engine_pid != os.getpid():
+        with app.app_context():
+            db.engine.dispose(close=False)
+        _engine_pid = os.getpid()
+
+
+_performed = 0  # messages handled by this process (without --fork: counts toward max_jobs)
+
+
+def perform(job_id: str, token: str) -> None:
+    """RQ entry point: run job `job_id` if this message (`token`) is still the current one."""
+    global _performed
+    _performed += 1
+    app = _app()
+    _fresh_connections(app)
+    run_claimed(app, job_id, token=token, worker_label="rq")
+
+
+# -- Redis mode: the supervisor ------------------------------------------------------------------
+
+
+def _reset_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _worker_process(queues: list[str], burst: bool, slot: int, fork: bool, max_jobs: int | None) -> None:
+    from redis import Redis
+    from rq import SimpleWorker, Worker
+    from rq.serializers import JSONSerializer
+    from rq.worker import DequeueStrategy
+
+    from saas.jobs import execution
+    from saas.jobs.dispatcher import rq_queue
+
+    _reset_signals()
+    app = _app()
+    _fresh_connections(app)
+    settings = app.config["SAAS_SETTINGS"]
+    connection = Redis.from_url(settings.redis_url)
+    if not fork:
+        execution.HARD_KILL_STUCK_JOBS = True
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class([rq_queue(q, connection) for q in queues], connection=connection,
+                          serializer=JSONSerializer,
+                          name=f"mutualis-{os.uname().nodename[:40]}-{os.getpid()}-{slot}")
+    strategy = DequeueStrategy.ROUND_ROBIN if len(queues) > 1 else DequeueStrategy.DEFAULT
+    worker.work(burst=burst, logging_level=os.environ.get("SAAS_WORKER_LOG_LEVEL", "WARNING"),
+                dequeue_strategy=strategy, max_jobs=max_jobs)
+    if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
+        sys.exit(0)  # drained, or asked to stop
+    # Its share of jobs done: replace it at once. Anything else (Redis gone…): restart later.
+    sys.exit(RECYCLE_EXIT if max_jobs is not None and _performed >= max_jobs else 1)
+
+
+def _scheduler_process(with_periodic: bool) -> None:
+    from saas.jobs.scheduler import run_scheduler
+
+    _reset_signals()
+    app = _app()
+    _fresh_connections(app)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_scheduler(app, stop, periodic=with_periodic)
+
+
+class Supervisor:
+    """Keeps N RQ worker processes (and a scheduler process) alive until told to stop."""
+
+    def __init__(self, app: Flask, jobs: int, queues: list[str], *, burst: bool = False,
+                 scheduler: bool = True, fork: bool = False, max_jobs: int | None = 500):
+        self.app = app
+        self.jobs = jobs
+        self.queues = queues
+        self.burst = burst
+        self.fork = fork
+        # Without a fork per job, a worker process is replaced after this many jobs (like
+        # gunicorn's max_requests) so slow leaks in job code cannot grow without bound.
+        self.max_jobs = None if fork else max_jobs
+        self.scheduler = scheduler and not burst
+        self.stopping = False
+        self._ctx = multiprocessing.get_context("fork")
+        self.workers: dict[int, multiprocessing.Process] = {}
+        self.scheduler_proc: multiprocessing.Process | None = None
+        self._restarts: dict[int, float] = {}
+
+    def _start_worker(self, slot: int) -> None:
+        proc = self._ctx.Process(target=_worker_process,
+                                 args=(self.queues, self.burst, slot, self.fork, self.max_jobs),
+                                 name=f"mutualis-worker-{slot}", daemon=False)
+        proc.start()
+        self.workers[slot] = proc
+
+    def _start_scheduler(self) -> None:
+        proc = self._ctx.Process(target=_scheduler_process, args=(True,),
+                                 name="mutualis-scheduler", daemon=False)
+        proc.start()
+        self.scheduler_proc = proc
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        """Start the processes and supervise them; returns the exit status."""
+        global _APP
+        _APP = self.app
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        if self.burst:
+            # Push every due job once before the workers drain the queues.
+            from saas.jobs.dispatcher import reconcile
+
+            with self.app.app_context():
+                reconcile()
+                db.engine.dispose()
+        for slot in range(self.jobs):
+            self._start_worker(slot)
+        if self.scheduler:
+            self._start_scheduler()
+        log.info("supervising %d worker(s) on %s", self.jobs, ", ".join(self.queues))
+        while not self.stopping:
+            time.sleep(0.2)
+            self._check_children()
+            if self.burst and not self.workers:
+                return 0
+        return self._shutdown()
+
+    def _check_children(self) -> None:
+        for slot, proc in list(self.workers.items()):
+            if proc.is_alive():
+                continue
+            proc.join()
+            del self.workers[slot]
+            if self.burst and proc.exitcode == 0:
+                continue
+            if proc.exitcode == RECYCLE_EXIT and not self.stopping:
+                self._start_worker(slot)  # done its share of jobs: a fresh process takes over
+                continue
+            # Redis down, a crash: wait a little, longer if it keeps failing, then restart it.
+            last = self._restarts.get(slot)
+            delay = 5.0 if last is not None and time.monotonic() - last < 30 else 1.0
+            log.warning("worker %d exited with %s; restarting in %.0f s", slot, proc.exitcode, delay)
+            time.sleep(0 if self.stopping else delay)
+            if not self.stopping:
+                self._restarts[slot] = time.monotonic()
+                self._start_worker(slot)
+        if self.scheduler and self.scheduler_proc is not None and not self.scheduler_proc.is_alive():
+            self.scheduler_proc.join()
+            log.warning("scheduler exited with %s; restarting", self.scheduler_proc.exitcode)
+            time.sleep(1.0)
+            if not self.stopping:
+                self._start_scheduler()
+
+    def _shutdown(self) -> int:
+        log.info("stopping: waiting for the jobs in hand")
+        procs = list(self.workers.values()) + ([self.scheduler_proc] if self.scheduler_proc else [])
+        for proc in procs:
+            if proc.is_alive():
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in procs:
+            proc.join()
+        return 0
+
+
+# -- Embedded mode: threads ------------------------------------------------------------------------
+
+
+class EmbeddedRunner:
+    """Runs jobs in background threads of this process, straight from the database."""
+
+    def __init__(self, app: Flask, threads: int = 1, *, scheduler: bool = True,
+                 periodic: bool = True):
+        self._app_ref = weakref.ref(app)
+        self.threads = max(1, threads)
+        self.with_scheduler = scheduler
+        self.periodic = periodic
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.instance_path = app.config["SAAS_SETTINGS"].instance_path
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> EmbeddedRunner:
+        with self._lock:
+            if self.running:
+                return self
+            self._stop.clear()
+            self._threads = [
+                threading.Thread(target=self._loop, args=(i,), name=f"mutualis-jobs-{i}", daemon=True)
+                for i in range(self.threads)
+            ]
+            for t in self._threads:
+                t.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the jobs in hand."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self, index: int) -> None:
+        scheduler = None
+        while not self._stop.is_set():
+            app = self._app_ref()
+            if app is None or not self.instance_path.exists():
+                return  # the application is gone (tests) or its instance was removed
+            worked = False
+            try:
+                if index == 0 and self.with_scheduler:
+                    if scheduler is None:
+                        from saas.jobs.scheduler import Scheduler
+
+                        scheduler = Scheduler(app, periodic=self.periodic)
+                    with app.app_context():
+                        scheduler.tick()
+                worked = run_next(app, worker_label=f"embedded-{index}")
+            except Exception:
+                log.exception("embedded job runner: unexpected error")
+                time.sleep(1.0)
+            del app
+            if not worked:
+                self._wake.wait(timeout=tuning_tick())
+                self._wake.clear()
+
+
+def tuning_tick() -> float:
+    return min(1.0, max(0.1, tuning().tick))
