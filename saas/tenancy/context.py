@@ -1,8 +1,9 @@
 """The current tenant and user, per request and per job, as context variables.
 
 Every tenant-owned query is filtered on `current_tenant_id()` (see scoping.py) and, on
-PostgreSQL, the same value is pushed into the transaction as `app.current_tenant` for
-row-level security. Without a tenant, tenant-owned tables read as empty: the walls fail closed.
+PostgreSQL, the same value reaches the transaction as `app.current_tenant` for row-level
+security before the next statement (scoping.py), so a switch inside a transaction holds too.
+Without a tenant, tenant-owned tables read as empty: the walls fail closed.
 """
 
 from __future__ import annotations
@@ -37,12 +38,10 @@ def _coerce(value) -> uuid.UUID | None:
 def set_tenant(tenant) -> None:
     """Set the tenant for the rest of this context (a request or a job run)."""
     _tenant_id.set(_coerce(tenant))
-    _push_to_open_transaction()
 
 
 def set_user(user) -> None:
     _user_id.set(_coerce(user))
-    _push_to_open_transaction()
 
 
 @contextmanager
@@ -50,18 +49,9 @@ def tenant_context(tenant, user=None) -> Iterator[None]:
     """Run a block as `tenant` (and optionally `user`), restoring the previous context after."""
     t_token = _tenant_id.set(_coerce(tenant))
     u_token = _user_id.set(_coerce(user))
-    _push_to_open_transaction()
     try:
         yield
     finally:
         _tenant_id.reset(t_token)
         _user_id.reset(u_token)
-        _push_to_open_transaction()
 
-
-def _push_to_open_transaction() -> None:
-    # A context switch inside an open transaction must reach PostgreSQL too, or RLS would
-    # keep filtering on the previous tenant until the next BEGIN.
-    from saas.tenancy.scoping import refresh_rls_settings
-
-    refresh_rls_settings()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from itertools import chain
 
 import sqlalchemy as sa
 from flask import Flask, Request, abort, current_app, g, request
@@ -153,11 +152,8 @@ def invalidate_tenant_cache() -> None:
     _generation += 1
 
 
-def _tenant_rows_flushed(session: Session, flush_context) -> None:
-    for obj in chain(session.new, session.dirty, session.deleted):
-        if isinstance(obj, Tenant | TenantDomain):
-            invalidate_tenant_cache()
-            return
+def _tenant_row_written(mapper, connection, target) -> None:
+    invalidate_tenant_cache()
 
 
 def _tenant_rows_bulk_written(state: orm.ORMExecuteState) -> None:
@@ -239,8 +235,10 @@ def init_app(app: Flask, base_domain: str) -> None:
     app.config["TRUSTED_HOSTS"] = TrustedHosts(base_domain, cache)
     app.request_class = TenantAwareRequest
     app.extensions["saas_tenant_cache"] = _TenantCache()
-    if not event.contains(Session, "after_flush", _tenant_rows_flushed):
-        event.listen(Session, "after_flush", _tenant_rows_flushed)
+    if not event.contains(Session, "do_orm_execute", _tenant_rows_bulk_written):
+        for model in (Tenant, TenantDomain):
+            for name in ("after_insert", "after_update", "after_delete"):
+                event.listen(model, name, _tenant_row_written)
         event.listen(Session, "do_orm_execute", _tenant_rows_bulk_written)
     app.before_request(_resolve_request)
 

@@ -13,6 +13,10 @@ PLATFORM_TABLES = {
     "users": "people are platform-wide; memberships carry the tenant",
     "used_nonces": "one-time token ledger, holds no tenant data",
     "platform_audit_events": "the intercommunal IT staff's own audit chain",
+    "job_queue": "job scheduling envelope (ids, states, times); payloads stay in RLS-protected jobs",
+    "platform_jobs": "payloads of platform-wide jobs (backups, purges), which belong to no commune",
+    "job_wait_histogram": "queue-wait counters per queue, for Prometheus; no tenant data",
+    "ged_usage": "bytes stored per commune (quota and intercommunal reports); no document data",
 }
 
 # Tables the application role may only read and append to.

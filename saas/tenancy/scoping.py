@@ -3,8 +3,9 @@
 - SELECT, UPDATE and DELETE through the ORM on a `TenantScoped` model get
   `tenant_id = current tenant` added automatically (no tenant: nothing matches).
 - New objects get the current tenant; writing an object of another tenant raises.
-- On PostgreSQL, each transaction starts with `set_config('app.current_tenant', …, true)`
-  so row-level security enforces the same rule on raw SQL.
+- On PostgreSQL, `set_config('app.current_tenant', …, true)` (transaction-local) reaches each
+  transaction before its first statement, and again before the next statement whenever the
+  context changed, so row-level security enforces the same rule on raw SQL.
 
 The one way around the ORM filter is the execution option `all_tenants=True`, kept for
 platform operations (the CLI, the intercommunal console) and still bounded by RLS.
@@ -12,6 +13,7 @@ platform operations (the CLI, the intercommunal console) and still bounded by RL
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import sqlalchemy as sa
@@ -36,19 +38,45 @@ class TenantScoped:
         )
 
 
+# The tenant filter is one constant option; the tenant id travels as a bound parameter. A lambda
+# closing over the id made SQLAlchemy rebuild the criteria for every query (a third of the
+# Python time of a simple API read). Without a tenant the parameter is NULL: nothing matches.
+_TENANT_PARAM = "saas_current_tenant"
+_TENANT_CRITERIA = orm.with_loader_criteria(
+    TenantScoped,
+    lambda cls: cls.tenant_id == sa.bindparam("saas_current_tenant", type_=sa.Uuid()),  # _TENANT_PARAM
+    include_aliases=True,
+    track_closure_variables=False,
+)
+_PRESCOPED = "saas_prescoped"
+
+
+def prescoped(statement):
+    """Add the tenant filter once to a statement built at import time, for hot paths.
+
+    The filter is added to every query at execution anyway; doing it ahead lets SQLAlchemy
+    compute the statement's cache key once instead of on every execution. Such a statement
+    cannot be run with `all_tenants=True`.
+    """
+    return statement.options(_TENANT_CRITERIA).execution_options(**{_PRESCOPED: True})
+
+
 def _on_execute(state: orm.ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
     if state.execution_options.get("all_tenants"):
+        if state.execution_options.get(_PRESCOPED):
+            raise ValueError("a prescoped() statement always filters on the tenant: "
+                             "build another one for all_tenants=True")
         return
+    if not state.execution_options.get(_PRESCOPED):
+        state.statement = state.statement.options(_TENANT_CRITERIA)
     tid = current_tenant_id()
-    if tid is None:
-        criteria = orm.with_loader_criteria(TenantScoped, lambda cls: sa.false(), include_aliases=True)
+    params = state.parameters
+    if isinstance(params, list | tuple):  # executemany (bulk UPDATE by primary key)
+        state.parameters = [{**p, _TENANT_PARAM: tid} for p in params]
     else:
-        criteria = orm.with_loader_criteria(
-            TenantScoped, lambda cls: cls.tenant_id == tid, include_aliases=True
-        )
-    state.statement = state.statement.options(criteria)
+        state.parameters = {**(params or {}), _TENANT_PARAM: tid}
 
 
 def _before_flush(session: Session, flush_context, instances) -> None:
@@ -74,24 +102,108 @@ def _before_flush(session: Session, flush_context, instances) -> None:
             raise CrossTenantWrite(f"{type(obj).__name__} of another tenant deleted")
 
 
-_SET_SQL = sa.text(
-    "SELECT set_config('app.current_tenant', :tenant, true), "
-    "set_config('app.current_user', :user, true)"
+# Sent on the DBAPI connection itself (pyformat, as psycopg expects), not through SQLAlchemy:
+# it runs from inside SQLAlchemy's own execution of another statement.
+_SET_SQL = (
+    "SELECT set_config('app.current_tenant', %(tenant)s, true), "
+    "set_config('app.current_user', %(user)s, true)"
 )
+# Key in the DBAPI connection's info: the (tenant, user) its open transaction carries, if known.
+_PUSHED = "saas_rls_pushed"
 
 
-def _rls_params() -> dict:
+def _rls_values() -> tuple[str, str]:
     tid, uid = current_tenant_id(), current_user_id()
-    return {"tenant": str(tid) if tid else "", "user": str(uid) if uid else ""}
+    return (str(tid) if tid else "", str(uid) if uid else "")
 
 
-def _after_begin(session: Session, transaction, connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(_SET_SQL, _rls_params())
+def _forget_pushed(conn, *args) -> None:
+    # A transaction begins or ends, or a savepoint is rolled back: PostgreSQL's transaction-local
+    # settings are back to earlier values that are not assumed here. The next statement re-sends.
+    conn.info.pop(_PUSHED, None)
+
+
+def _push(conn, dbapi_connection, wanted: tuple[str, str]) -> None:
+    if not _begin_with_settings(dbapi_connection, wanted):
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_SET_SQL, {"tenant": wanted[0], "user": wanted[1]})
+        finally:
+            cursor.close()
+    conn.info[_PUSHED] = wanted
+
+
+_UUID_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$")
+
+
+def _begin_with_settings(dbapi_connection, wanted: tuple[str, str]) -> bool:
+    """On psycopg 3, open the transaction and set the values in one round trip.
+
+    psycopg sends its own BEGIN (a round trip) before the first statement of a transaction;
+    the settings would be a second one. Sending "BEGIN; SELECT set_config(…)" as one simple
+    query, when no transaction is open yet, makes the RLS settings free. Returns False (the
+    caller uses a plain cursor) on other drivers, in autocommit, or inside a transaction.
+    """
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None or dbapi_connection.autocommit:
+        return False
+    from psycopg import errors, pq
+
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return False
+    # Inlined, as a multi-statement query takes no parameters: only UUIDs (or "") ever get here.
+    if not all(_UUID_OR_EMPTY.match(value) for value in wanted):
+        raise ValueError("RLS settings must be UUIDs")
+    sql = (
+        f"{_begin_command(dbapi_connection)}; "
+        f"SELECT set_config('app.current_tenant', '{wanted[0]}', true), "
+        f"set_config('app.current_user', '{wanted[1]}', true)"
+    )
+    result = pgconn.exec_(sql.encode("ascii"))
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        raise errors.error_from_result(result, encoding=dbapi_connection.info.encoding)
+    return True
+
+
+def _begin_command(dbapi_connection) -> str:
+    """The BEGIN psycopg itself would send (isolation level, read only, deferrable)."""
+    parts = ["BEGIN"]
+    level = dbapi_connection.isolation_level
+    if level is not None:
+        parts.append("ISOLATION LEVEL " + level.name.replace("_", " "))
+    if dbapi_connection.read_only is not None:
+        parts.append("READ ONLY" if dbapi_connection.read_only else "READ WRITE")
+    if dbapi_connection.deferrable is not None:
+        parts.append("DEFERRABLE" if dbapi_connection.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts)
+
+
+_SAVEPOINT_CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+
+def _before_cursor_execute(conn, cursor, statement, parameters, context, executemany) -> None:
+    """Send the context's RLS settings ahead of a statement unless the transaction has them.
+
+    Lazily, so a request pays one round trip per transaction (none when nothing is queried
+    after a context switch) instead of one per switch.
+    """
+    if conn.dialect.name != "postgresql" or statement.lstrip().upper().startswith(
+        _SAVEPOINT_CONTROL
+    ):
+        # Savepoint control may run in an aborted transaction, where any other SQL fails.
+        return
+    wanted = _rls_values()
+    if conn.info.get(_PUSHED) != wanted:
+        # A fresh plain cursor: the statement's own may be a named (server-side) cursor.
+        _push(conn, cursor.connection, wanted)
 
 
 def refresh_rls_settings() -> None:
-    """Re-send the RLS settings if the app session has a transaction open."""
+    """Send the RLS settings now on the app session's open connections (if they changed).
+
+    Statements run through SQLAlchemy never need this (they get the settings first); it is
+    for code that hands the DBAPI connection to something else, such as a COPY.
+    """
     if not has_app_context():
         return
     from saas.extensions import db
@@ -99,22 +211,31 @@ def refresh_rls_settings() -> None:
     session = db.session()
     if not session.in_transaction():
         return
+    wanted = _rls_values()
     for conn in _open_connections(session):
-        if conn.dialect.name == "postgresql":
-            conn.execute(_SET_SQL, _rls_params())
+        if conn.dialect.name == "postgresql" and conn.info.get(_PUSHED) != wanted:
+            _push(conn, conn.connection.dbapi_connection, wanted)
 
 
-def _open_connections(session: Session):
+def _open_connections(session: Session) -> list:
     trans = session.get_transaction()
     if trans is None:
         return []
-    return [conn for conn, *_ in trans._connections.values()]
+    # SQLAlchemy files each connection under both its engine and itself: deduplicate.
+    unique = {id(conn): conn for conn, *_ in trans._connections.values()}
+    return list(unique.values())
+
+
+# Engine events after which the transaction-local settings are no longer known.
+_RESET_EVENTS = ("begin", "commit", "rollback", "rollback_savepoint")
 
 
 def install(session_class=Session) -> None:
-    """Register the scoping hooks on every ORM session (idempotent)."""
+    """Register the scoping hooks on every ORM session and every engine (idempotent)."""
     if event.contains(session_class, "do_orm_execute", _on_execute):
         return
     event.listen(session_class, "do_orm_execute", _on_execute)
     event.listen(session_class, "before_flush", _before_flush)
-    event.listen(session_class, "after_begin", _after_begin)
+    for name in _RESET_EVENTS:
+        event.listen(sa.engine.Engine, name, _forget_pushed)
+    event.listen(sa.engine.Engine, "before_cursor_execute", _before_cursor_execute)

@@ -1,0 +1,498 @@
+"""One declaration per endpoint: route, authentication, roles, body validation, rate limit, OpenAPI.
+
+    @api.operation("PATCH", "/tokens/<uuid:token_id>", summary="Renommer un jeton",
+                   request=TOKEN_UPDATE, response=TOKEN)
+    def update_token(token_id, body): ...
+
+registers the Flask route on the API blueprint, validates the JSON body against `request`
+(422 with the offending fields), applies the per-token rate limit and the role check, and
+records everything `GET /api/v1/openapi.json` publishes. Bearer authentication itself is done
+for the whole blueprint (saas/api/auth.py); `public=True` opts an operation out of it.
+
+Request schemas use a small, checked subset of JSON Schema (see SUPPORTED_KEYWORDS): an
+unsupported keyword fails at import time rather than being silently ignored at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, current_app, g, request
+from flask_babel import gettext as _
+
+from saas.errors import STATUS_CODES, ApiError
+from saas.extensions import limiter
+from saas.netutil import client_ip
+
+DEFAULT_RATE_LIMIT = "600 per minute"
+OPENAPI_VERSION = "3.1.0"
+
+SUPPORTED_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+    "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "minItems", "maxItems",
+    "$ref", "description", "title", "examples", "default", "readOnly", "writeOnly",
+})
+# Formats the validator checks; other formats are refused at declaration time.
+SUPPORTED_FORMATS = frozenset({"uuid", "date", "date-time", "email", "uri"})
+
+_CONVERTER_SCHEMAS = {
+    "default": {"type": "string"},
+    "string": {"type": "string"},
+    "path": {"type": "string"},
+    "uuid": {"type": "string", "format": "uuid"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+}
+_RULE_ARG = re.compile(r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^)]*\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
+
+
+def validation_error(fields: dict[str, str]) -> ApiError:
+    """A 422 naming each invalid field (dotted paths) with a French explanation."""
+    return ApiError(422, "validation_error", _("Les données envoyées sont invalides."),
+                    {"fields": fields})
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    schema: dict
+    description: str
+    required: bool = False
+
+
+@dataclass
+class Operation:
+    method: str
+    rule: str  # Flask rule relative to the blueprint, e.g. "/tokens/<uuid:token_id>"
+    endpoint: str  # "api.update_token"
+    summary: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    status: int = 200
+    response: dict | None = None
+    response_description: str = ""
+    request: dict | None = None
+    query: tuple[QueryParam, ...] = ()
+    public: bool = False
+    roles: tuple[str, ...] = ()
+    paginated: bool = False
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def path_params(self) -> list[tuple[str, str]]:
+        """(name, converter) of each variable part of the rule."""
+        return [(m["name"], m["converter"] or "default") for m in _RULE_ARG.finditer(self.rule)]
+
+    def openapi_path(self) -> str:
+        return _RULE_ARG.sub(lambda m: "{" + m["name"] + "}", self.rule)
+
+
+PAGINATION_PARAMS = (
+    QueryParam("page", {"type": "integer", "minimum": 1, "default": 1}, "Numéro de page (à partir de 1)."),
+    QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+               "Éléments par page (100 au plus)."),
+)
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "Code stable, pour les programmes."},
+                "message": {"type": "string", "description": "Explication en français."},
+                "details": {"type": "object", "description": "Précisions (champs invalides…)."},
+            },
+        }
+    },
+}
+
+_ERROR_RESPONSES = {
+    400: ("BadRequest", "Requête incorrecte (JSON illisible, paramètre invalide)."),
+    401: ("Unauthorized", "Jeton absent, invalide ou révoqué."),
+    403: ("Forbidden", "Commune suspendue ou rôle insuffisant."),
+    404: ("NotFound", "Ressource introuvable (ou d'une autre commune)."),
+    409: ("Conflict", "Conflit avec l'état actuel de la ressource."),
+    413: ("PayloadTooLarge", "Corps de requête trop volumineux."),
+    415: ("UnsupportedMediaType", "Le corps doit être du JSON (Content-Type: application/json)."),
+    422: ("ValidationError", "Champs invalides : voir error.details.fields."),
+    429: ("TooManyRequests", "Limite de requêtes atteinte pour ce jeton."),
+    500: ("InternalError", "Erreur interne."),
+}
+
+
+class ApiRegistry:
+    """The API's operations and named schemas; the OpenAPI document is built from them."""
+
+    def __init__(self, blueprint: Blueprint, *, title: str = "Mutualis API", version: str = "1"):
+        self.blueprint = blueprint
+        self.title = title
+        self.version = version
+        self.operations: list[Operation] = []
+        self.schemas: dict[str, dict] = {"Error": ERROR_SCHEMA}
+        self._by_endpoint: dict[str, Operation] = {}
+
+    # -- declaration -------------------------------------------------------------------------
+
+    def schema(self, name: str, schema: dict) -> dict:
+        """Register a named schema (components/schemas) and return a $ref to it."""
+        if name in self.schemas:
+            raise ValueError(f"schema {name} declared twice")
+        check_schema(schema, self)
+        self.schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def operation(self, method: str, rule: str, *, summary: str, description: str = "",
+                  tags: Iterable[str] = (), status: int = 200, response: dict | None = None,
+                  response_description: str = "", request: dict | None = None,
+                  query: Iterable[QueryParam] = (), public: bool = False,
+                  roles: Iterable[str] = (), paginated: bool = False,
+                  errors: dict[int, str] | None = None) -> Callable:
+        """Declare and register one endpoint (one method of one rule)."""
+        method = method.upper()
+        if request is not None:
+            check_schema(request, self)
+        if response is not None:
+            check_schema(response, self)
+        query = tuple(query) + (PAGINATION_PARAMS if paginated else ())
+
+        def decorator(view: Callable) -> Callable:
+            endpoint = f"{self.blueprint.name}.{view.__name__}"
+            if endpoint in self._by_endpoint:
+                raise ValueError(f"endpoint {endpoint} declared twice")
+            op = Operation(
+                method=method, rule=rule, endpoint=endpoint, summary=summary,
+                description=description, tags=tuple(tags), status=status, response=response,
+                response_description=response_description, request=request, query=query,
+                public=public, roles=tuple(roles), paginated=paginated,
+                extra_responses=dict(errors or {}),
+            )
+
+            @wraps(view)
+            def checked(*args: Any, **kwargs: Any):
+                if op.roles:
+                    require_roles(op.roles)
+                if op.request is not None:
+                    kwargs["body"] = self.validated_body(op.request)
+                return view(*args, **kwargs)
+
+            limited = limiter.shared_limit(
+                _rate_limit_value, scope="api", key_func=rate_limit_key,
+                error_message=_rate_limit_message,
+            )(checked)
+            self.blueprint.add_url_rule(rule, endpoint=view.__name__, view_func=limited,
+                                        methods=[method])
+            self.operations.append(op)
+            self._by_endpoint[endpoint] = op
+            return view
+
+        return decorator
+
+    def find(self, endpoint: str | None) -> Operation | None:
+        return self._by_endpoint.get(endpoint or "")
+
+    # -- request bodies ------------------------------------------------------------------------
+
+    def validated_body(self, schema: dict) -> Any:
+        """The request's JSON body, checked against `schema` (415, 400 or 422 otherwise)."""
+        if request.mimetype != "application/json":
+            raise ApiError(415, "unsupported_media_type",
+                           _("Envoyez le corps en JSON, avec l'en-tête Content-Type: application/json."))
+        raw = request.get_data(cache=True)
+        try:
+            data = json.loads(raw or b"")
+        except ValueError:
+            raise ApiError(400, "invalid_json", _("Le corps de la requête n'est pas un JSON valide.")) from None
+        problems = validate(data, schema, self)
+        if problems:
+            raise validation_error(problems)
+        return data
+
+    # -- OpenAPI -----------------------------------------------------------------------------
+
+    def resolve(self, schema: dict) -> dict:
+        ref = schema.get("$ref")
+        if ref is None:
+            return schema
+        name = ref.rsplit("/", 1)[-1]
+        if not ref.startswith("#/components/schemas/") or name not in self.schemas:
+            raise ValueError(f"unknown schema reference {ref}")
+        return self.resolve(self.schemas[name])
+
+    def openapi(self, server_url: str) -> dict:
+        """The OpenAPI 3.1 document of every declared operation."""
+        paths: dict[str, dict] = {}
+        for op in sorted(self.operations, key=lambda o: (o.openapi_path(), o.method)):
+            paths.setdefault(op.openapi_path(), {})[op.method.lower()] = self._operation_doc(op)
+        responses = {}
+        for status, (name, text) in _ERROR_RESPONSES.items():
+            resp: dict = {"description": text,
+                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            if status == 401:
+                resp["headers"] = {"WWW-Authenticate": {
+                    "description": "Toujours « Bearer », avec error=\"invalid_token\" si le jeton est refusé.",
+                    "schema": {"type": "string"}}}
+            if status == 429:
+                resp["headers"] = {"Retry-After": {
+                    "description": "Secondes avant de réessayer.", "schema": {"type": "integer"}}}
+            responses[name] = resp
+        return {
+            "openapi": OPENAPI_VERSION,
+            "info": {
+                "title": self.title,
+                "version": self.version,
+                "description": (
+                    "API de la plateforme mutualisée. La commune est celle de l'adresse appelée ; "
+                    "chaque jeton appartient à une personne dans une commune. Les objets d'une autre "
+                    "commune répondent 404, exactement comme s'ils n'existaient pas."
+                ),
+            },
+            "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+            "servers": [{"url": server_url}],
+            "security": [{"bearer": []}],
+            "paths": paths,
+            "components": {
+                "securitySchemes": {"bearer": {
+                    "type": "http", "scheme": "bearer", "bearerFormat": "mut_…",
+                    "description": "Jeton créé par `saas tokens create` ; envoyé en "
+                                   "« Authorization: Bearer <jeton> ».",
+                }},
+                "schemas": dict(sorted(self.schemas.items())),
+                "responses": responses,
+            },
+        }
+
+    def _operation_doc(self, op: Operation) -> dict:
+        doc: dict = {"operationId": op.endpoint.split(".", 1)[-1], "summary": op.summary}
+        description = op.description
+        if op.roles:
+            description = (description + "\n\n" if description else "") + (
+                "Rôles autorisés : " + ", ".join(op.roles) + ".")
+        if description:
+            doc["description"] = description
+        if op.tags:
+            doc["tags"] = list(op.tags)
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": dict(_CONVERTER_SCHEMAS.get(conv, {"type": "string"}))}
+            for name, conv in op.path_params
+        ]
+        params += [
+            {"name": q.name, "in": "query", "required": q.required, "description": q.description,
+             "schema": q.schema}
+            for q in op.query
+        ]
+        if params:
+            doc["parameters"] = params
+        if op.request is not None:
+            doc["requestBody"] = {"required": True,
+                                  "content": {"application/json": {"schema": op.request}}}
+        responses: dict[str, dict] = {}
+        success: dict = {"description": op.response_description or op.summary}
+        if op.response is not None:
+            schema = op.response
+            if op.paginated:
+                schema = {
+                    "type": "object",
+                    "required": ["items", "total", "page", "per_page"],
+                    "properties": {
+                        "items": {"type": "array", "items": op.response},
+                        "total": {"type": "integer", "minimum": 0},
+                        "page": {"type": "integer", "minimum": 1},
+                        "per_page": {"type": "integer", "minimum": 1},
+                    },
+                }
+            success["content"] = {"application/json": {"schema": schema}}
+        responses[str(op.status)] = success
+        errors = {403, 404, 429, 500}
+        if not op.public:
+            errors.add(401)
+        if op.request is not None:
+            errors |= {400, 415, 422}
+        if op.query:
+            errors.add(422)
+        errors |= set(op.extra_responses)
+        for status in sorted(errors):
+            name = _ERROR_RESPONSES[status][0] if status in _ERROR_RESPONSES else None
+            if status in op.extra_responses or name is None:
+                responses[str(status)] = {
+                    "description": op.extra_responses.get(status) or STATUS_CODES.get(status, "erreur"),
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+            else:
+                responses[str(status)] = {"$ref": f"#/components/responses/{name}"}
+        doc["responses"] = responses
+        if op.public:
+            doc["security"] = []
+        return doc
+
+
+# -- authentication-related checks used by the wrapper --------------------------------------
+
+
+def require_roles(roles: Iterable[str]) -> None:
+    """403 unless the authenticated member's role in this commune is one of `roles`."""
+    membership = g.get("membership")
+    if membership is None:
+        raise ApiError(401, "unauthorized", _("Authentification requise."))
+    if membership.role not in tuple(roles):
+        raise ApiError(403, "forbidden", _("Votre rôle dans cette commune ne permet pas cette action."))
+
+
+def rate_limit_key() -> str:
+    """Per token when authenticated, per client address otherwise (public endpoints)."""
+    token = g.get("api_token")
+    return f"token:{token.id}" if token is not None else f"ip:{client_ip()}"
+
+
+def _rate_limit_value() -> str:
+    return current_app.config.get("API_RATE_LIMIT") or DEFAULT_RATE_LIMIT
+
+
+def _rate_limit_message() -> str:
+    return _("Trop de requêtes avec ce jeton : patientez une minute avant de réessayer.")
+
+
+# -- the JSON Schema subset -----------------------------------------------------------------
+
+
+def check_schema(schema: Any, registry: ApiRegistry | None = None, path: str = "#") -> None:
+    """Refuse keywords and formats the validator does not implement (fail at declaration)."""
+    if not isinstance(schema, dict):
+        raise ValueError(f"{path}: a schema must be a dict")
+    unknown = set(schema) - SUPPORTED_KEYWORDS
+    if unknown:
+        raise ValueError(f"{path}: unsupported JSON Schema keywords {sorted(unknown)}")
+    if "$ref" in schema and registry is not None:
+        registry.resolve(schema)
+    fmt = schema.get("format")
+    if fmt is not None and fmt not in SUPPORTED_FORMATS:
+        raise ValueError(f"{path}: unsupported format {fmt!r}")
+    for name, sub in (schema.get("properties") or {}).items():
+        check_schema(sub, registry, f"{path}/properties/{name}")
+    if isinstance(schema.get("items"), dict):
+        check_schema(schema["items"], registry, f"{path}/items")
+    if isinstance(schema.get("additionalProperties"), dict):
+        check_schema(schema["additionalProperties"], registry, f"{path}/additionalProperties")
+
+
+def _type_names() -> dict[str, str]:
+    return {
+        "string": _("du texte"), "integer": _("un entier"), "number": _("un nombre"),
+        "boolean": _("un booléen"), "object": _("un objet"), "array": _("une liste"),
+        "null": _("null"),
+    }
+
+
+_PY_TYPES = {"string": str, "boolean": bool, "object": dict, "array": list, "null": type(None)}
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _PY_TYPES[name])
+
+
+def _format_ok(value: str, fmt: str) -> bool:
+    try:
+        if fmt == "uuid":
+            uuid.UUID(value)
+        elif fmt == "date":
+            date.fromisoformat(value)
+        elif fmt == "date-time":
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed.tzinfo is not None
+        elif fmt == "email":
+            return re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value) is not None
+        elif fmt == "uri":
+            return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value) is not None
+    except ValueError:
+        return False
+    return True
+
+
+def _format_message(fmt: str) -> str:
+    return {
+        "uuid": _("doit être un identifiant (UUID)"),
+        "date": _("doit être une date AAAA-MM-JJ"),
+        "date-time": _("doit être un horodatage ISO 8601 avec fuseau"),
+        "email": _("doit être une adresse électronique"),
+        "uri": _("doit être une adresse (URI)"),
+    }[fmt]
+
+
+def validate(value: Any, schema: dict, registry: ApiRegistry | None = None,
+             path: str = "") -> dict[str, str]:
+    """Check `value` against `schema`; return {field path: French problem} (empty when valid)."""
+    if "$ref" in schema:
+        if registry is None:
+            raise ValueError("a $ref needs the registry")
+        schema = registry.resolve(schema)
+    where = path or "body"
+    if "const" in schema and value != schema["const"]:
+        return {where: _("doit valoir %(v)s", v=json.dumps(schema["const"], ensure_ascii=False))}
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        if not any(_is_type(value, t) for t in names):
+            labels = _type_names()
+            return {where: _("doit être %(t)s", t=" ou ".join(labels[t] for t in names))}
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+        return {where: _("doit valoir l'une des valeurs : %(v)s", v=allowed)}
+    problems: dict[str, str] = {}
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            if schema["minLength"] == 1:
+                return {where: _("ne doit pas être vide")}
+            return {where: _("doit comporter au moins %(n)d caractères", n=schema["minLength"])}
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return {where: _("doit comporter au plus %(n)d caractères", n=schema["maxLength"])}
+        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+            return {where: _("n'a pas la forme attendue")}
+        if "format" in schema and not _format_ok(value, schema["format"]):
+            return {where: _format_message(schema["format"])}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return {where: _("doit être supérieur ou égal à %(n)s", n=schema["minimum"])}
+        if "maximum" in schema and value > schema["maximum"]:
+            return {where: _("doit être inférieur ou égal à %(n)s", n=schema["maximum"])}
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            return {where: _("doit contenir au moins %(n)d éléments", n=schema["minItems"])}
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            return {where: _("doit contenir au plus %(n)d éléments", n=schema["maxItems"])}
+        if isinstance(schema.get("items"), dict):
+            for i, item in enumerate(value):
+                problems.update(validate(item, schema["items"], registry, f"{path}[{i}]"))
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for name in schema.get("required") or ():
+            if name not in value:
+                problems[_join(path, name)] = _("champ obligatoire")
+        for name, item in value.items():
+            if name in props:
+                if props[name].get("readOnly"):
+                    problems[_join(path, name)] = _("champ en lecture seule")
+                else:
+                    problems.update(validate(item, props[name], registry, _join(path, name)))
+            elif schema.get("additionalProperties") is False:
+                problems[_join(path, name)] = _("champ inconnu")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                problems.update(validate(item, schema["additionalProperties"], registry,
+                                         _join(path, name)))
+    return problems
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
