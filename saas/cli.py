@@ -65,6 +65,7 @@ def serve_command(bind: str | None, workers: int | None) -> None:
     """Run the web server (gunicorn) on the configured instance."""
     args = [
         sys.executable, "-m", "gunicorn", "saas:create_app()",
+        "--config", "python:saas.gunicorn_conf",
         "--bind", bind or os.environ.get("SAAS_BIND", "127.0.0.1:8000"),
         "--workers", str(workers or int(os.environ.get("SAAS_WEB_WORKERS", "2"))),
         "--threads", "4",
