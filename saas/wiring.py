@@ -19,6 +19,7 @@ def configure(app: Flask, settings: Settings) -> None:
     configure_login(app)
     configure_storage(app, settings)
     configure_mail(app, settings)
+    configure_jobs(app, settings)
     configure_blueprints(app)
     configure_errors(app)
     configure_security_headers(app)
@@ -95,10 +96,20 @@ def configure_mail(app: Flask, settings: Settings) -> None:
     app.extensions["saas_mailer"] = build_mailer(settings)
 
 
+def configure_jobs(app: Flask, settings: Settings) -> None:
+    # Before configure_blueprints: it adds GET /api/v1/jobs/<id> to the API blueprint.
+    from saas.jobs.setup import init_app
+
+    init_app(app, settings)
+
+
 def configure_blueprints(app: Flask) -> None:
     from saas.admin.routes import bp as console_bp
     from saas.api import bp as api_bp
     from saas.auth.routes import bp as auth_bp
+    from saas.ged import api as _ged_api  # noqa: F401  (registers the GED API routes)
+    from saas.ged import uploads as _ged_uploads  # noqa: F401  (tus routes)
+    from saas.ged.routes import bp as ged_bp
     from saas.web.health import bp as health_bp
     from saas.web.routes import bp as web_bp
 
@@ -108,6 +119,7 @@ def configure_blueprints(app: Flask) -> None:
     app.register_blueprint(console_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
+    app.register_blueprint(ged_bp)
 
 
 def configure_errors(app: Flask) -> None:

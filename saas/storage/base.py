@@ -21,6 +21,11 @@ CHUNK_SIZE = 1024 * 1024
 MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 250
 
+# S3 composes (UploadPartCopy) need every source but the last to hold at least 5 MiB; both
+# backends enforce it so code that works on the local store also works on S3.
+MIN_COMPOSE_PART = 5 * 1024 * 1024
+MAX_COMPOSE_SOURCES = 10_000
+
 # User metadata travels as x-amz-meta-* headers; S3 caps their total at 2 KiB, and the
 # backends reserve the "saas-" namespace for their own bookkeeping (e.g. the SHA-256).
 MAX_METADATA_BYTES = 1024
@@ -229,6 +234,19 @@ def validate_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     return result
 
 
+def check_compose_sources(sources, sizes: list[int]) -> None:
+    """Raise ValueError unless there is 1 to MAX_COMPOSE_SOURCES sources, all but the last >= 5 MiB."""
+    if not sources:
+        raise ValueError("compose needs at least one source")
+    if len(sources) > MAX_COMPOSE_SOURCES:
+        raise ValueError(f"compose takes at most {MAX_COMPOSE_SOURCES} sources")
+    for (key, _version), size in zip(sources[:-1], sizes[:-1], strict=True):
+        if size < MIN_COMPOSE_PART:
+            raise ValueError(
+                f"source {key!r} holds {size} bytes: every source but the last needs at least "
+                f"{MIN_COMPOSE_PART} bytes")
+
+
 def check_range(offset: int, length: int | None) -> None:
     """Raise ValueError unless offset >= 0 and length is None or >= 1."""
     if not isinstance(offset, int) or offset < 0:
@@ -371,6 +389,25 @@ class ObjectStore(ABC):
     @abstractmethod
     def list_versions(self, tenant, key: str) -> list[StoredObject]:
         """Return every version of the key, newest first (empty when the key is absent)."""
+
+    @abstractmethod
+    def compose(self, tenant, key: str, sources: list[tuple[str, str | None]], *,
+                content_type: str = "application/octet-stream",
+                metadata: dict[str, str] | None = None) -> StoredObject:
+        """Create a new version of `key` from the concatenation of (key, version id) sources.
+
+        Every source but the last must hold at least MIN_COMPOSE_PART bytes (ValueError
+        otherwise, nothing written). The result's `sha256` covers the whole composed object.
+        Sources are left in place.
+        """
+
+    def lock_until(self, tenant, key: str, version_id: str | None, until) -> bool:
+        """Protect a version from deletion until `until` (a datetime) where the bucket allows it.
+
+        Returns False when the bucket has no object lock (the default): retention is then
+        enforced by the application alone.
+        """
+        return False
 
     @abstractmethod
     def usage_bytes(self, tenant) -> int:

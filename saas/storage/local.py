@@ -37,6 +37,7 @@ from saas.storage.base import (
     ObjectStore,
     StorageError,
     StoredObject,
+    check_compose_sources,
     check_range,
     make_bucket_name,
     prime_iterator,
@@ -383,6 +384,42 @@ class LocalStore(ObjectStore):
             raise self._not_found(key, version_id)
         _fsync_dir(object_dir)
         self._prune(bucket, object_dir)
+
+    def compose(self, tenant, key: str, sources: list[tuple[str, str | None]], *,
+                content_type: str = "application/octet-stream",
+                metadata: dict[str, str] | None = None) -> StoredObject:
+        """Concatenate source versions into a new version of `key`, streaming and hashing."""
+        validate_key(key)
+        infos = [self.stat(tenant, src_key, version_id=src_version)
+                 for src_key, src_version in sources]
+        check_compose_sources(sources, [info.size for info in infos])
+        readers = iter(infos)
+        total = sum(info.size for info in infos)
+
+        class _Concat:
+            def __init__(inner):
+                inner.current = None
+
+            def read(inner, size: int = -1) -> bytes:
+                while True:
+                    if inner.current is None:
+                        info = next(readers, None)
+                        if info is None:
+                            return b""
+                        inner.current = self.get(tenant, info.key, version_id=info.version_id)
+                    data = inner.current.read(size if size and size > 0 else CHUNK_SIZE)
+                    if data:
+                        return data
+                    inner.current.close()
+                    inner.current = None
+
+        stream = _Concat()
+        try:
+            return self.put(tenant, key, stream, length=total, content_type=content_type,
+                            metadata=metadata)
+        finally:
+            if stream.current is not None:
+                stream.current.close()
 
     def list(self, tenant, prefix: str = "") -> Iterator[StoredObject]:
         """Yield the latest version of every key starting with `prefix`, in key order."""

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from minio import Minio
+from minio.commonconfig import GOVERNANCE, ComposeSource
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.versioningconfig import ENABLED, VersioningConfig
 
@@ -33,6 +34,7 @@ from saas.storage.base import (
     ObjectStore,
     StorageError,
     StoredObject,
+    check_compose_sources,
     check_range,
     decode_metadata_value,
     encode_metadata_value,
@@ -408,6 +410,63 @@ class S3Store(ObjectStore):
         with self._errors(bucket, key):
             return [_info_from_listing(obj) for obj in self._key_versions(bucket, key)
                     if not obj.is_delete_marker]
+
+    def compose(self, tenant, key: str, sources: list[tuple[str, str | None]], *,
+                content_type: str = "application/octet-stream",
+                metadata: dict[str, str] | None = None) -> StoredObject:
+        """Server-side compose (UploadPartCopy), then one streaming read to hash the result."""
+        import hashlib
+
+        validate_key(key)
+        validate_content_type(content_type)
+        user_metadata = validate_metadata(metadata)
+        for src_key, _version in sources:
+            validate_key(src_key)
+        bucket = self.bucket_name(tenant)
+        infos = [self.stat(tenant, src_key, version_id=src_version)
+                 for src_key, src_version in sources]
+        check_compose_sources(sources, [info.size for info in infos])
+        headers = {"Content-Type": content_type}
+        headers.update({f"{_META}{k}": encode_metadata_value(v) for k, v in user_metadata.items()})
+        with self._errors(bucket, key):
+            result = self._client.compose_object(
+                bucket, key,
+                [ComposeSource(bucket, info.key, version_id=info.version_id) for info in infos],
+                metadata=headers)
+        digest = hashlib.sha256()
+        size = 0
+        with self.get(tenant, key, version_id=result.version_id) as reader:
+            for chunk in reader:
+                digest.update(chunk)
+                size += len(chunk)
+            last_modified = reader.info.last_modified
+        return StoredObject(
+            key=key,
+            version_id=result.version_id,
+            size=size,
+            sha256=digest.hexdigest(),
+            etag=(result.etag or "").strip('"') or None,
+            content_type=content_type,
+            last_modified=last_modified,
+            metadata=user_metadata,
+        )
+
+    def lock_until(self, tenant, key: str, version_id: str | None, until) -> bool:
+        """Set a GOVERNANCE retention on the version when the bucket has object lock enabled."""
+        from minio.retention import Retention
+
+        validate_key(key)
+        bucket = self.bucket_name(tenant)
+        try:
+            self._client.get_object_lock_config(bucket)
+        except S3Error:
+            return False  # ObjectLockConfigurationNotFoundError: buckets are created without lock
+        except _TRANSPORT_ERRORS as exc:
+            raise StorageError(f"S3 endpoint {self.endpoint} failed: {exc}") from exc
+        with self._errors(bucket, key, version_id):
+            self._client.set_object_retention(bucket, key, Retention(GOVERNANCE, until),
+                                              version_id=version_id)
+        return True
 
     def usage_bytes(self, tenant) -> int:
         """Sum the size of every version in the tenant's bucket."""

@@ -17,6 +17,9 @@ PLATFORM_TABLES = {
     "platform_jobs": "payloads of platform-wide jobs (backups, purges), which belong to no commune",
     "job_wait_histogram": "queue-wait counters per queue, for Prometheus; no tenant data",
     "ged_usage": "bytes stored per commune (quota and intercommunal reports); no document data",
+    "ged_search": "GED full-text index: RLS enabled (the app role sees its commune only) but not "
+                  "forced, so ged_search_matches() (owner, filters on app.current_tenant) can use "
+                  "its GIN index; see migration 0003",
 }
 
 # Tables the application role may only read and append to.
@@ -49,6 +52,7 @@ def grant_app_role(conn: sa.Connection, role: str) -> None:
     conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {ident}"))
     conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ident}"))
     conn.execute(sa.text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ident}"))
+    conn.execute(sa.text(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {ident}"))
     conn.execute(sa.text(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {ident}"))
     for table in APPEND_ONLY_TABLES:
         conn.execute(sa.text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {ident}"))

@@ -110,9 +110,14 @@ UNKNOWN_IS_NOT_404: dict[str, str] = {
 
 # Bodies for write requests: {(endpoint, METHOD): callable(values) -> dict}. JSON for /api/,
 # form fields for pages. Without one, an empty object / empty form is sent.
-REQUEST_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict]] = {
+REQUEST_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict | bytes]] = {
     ("api.update_token", "PATCH"): lambda values: {"name": "renommé par le balayage"},
 }
+
+# Headers for requests: {(endpoint, METHOD): callable(values) -> dict}, for a protocol that
+# checks its own headers before any lookup (tus: Tus-Resumable). A body given as bytes is sent
+# raw, with the Content-Type set here.
+REQUEST_HEADERS: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, str]]] = {}
 
 _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -121,15 +126,16 @@ def _load_feature_registries() -> list[str]:
     """Merge the registries of every tests/<feature>/isolation_factories.py.
 
     Each feature keeps the factories for its own objects beside its tests, as dicts with the
-    names above (OBJECT_FACTORIES, REQUEST_BODIES, UNKNOWN_IS_NOT_404, EXEMPT, EXEMPT_PATHS).
+    names above (OBJECT_FACTORIES, REQUEST_BODIES, REQUEST_HEADERS, UNKNOWN_IS_NOT_404, EXEMPT,
+    EXEMPT_PATHS).
     A key declared twice is an error, so two features cannot silently shadow each other.
     """
     tests_dir = Path(__file__).resolve().parents[1]
     loaded = []
     for path in sorted(tests_dir.glob("*/isolation_factories.py")):
         module = importlib.import_module(f"tests.{path.parent.name}.isolation_factories")
-        for name in ("OBJECT_FACTORIES", "REQUEST_BODIES", "UNKNOWN_IS_NOT_404", "EXEMPT",
-                     "EXEMPT_PATHS"):
+        for name in ("OBJECT_FACTORIES", "REQUEST_BODIES", "REQUEST_HEADERS", "UNKNOWN_IS_NOT_404",
+                     "EXEMPT", "EXEMPT_PATHS"):
             extra = getattr(module, name, {})
             target = globals()[name]
             clash = set(extra) & set(target)
@@ -264,14 +270,17 @@ def _ask(env: SweepEnv, rule: Rule, method: str, values: dict[str, str]) -> Answ
     if "<" in path:
         raise AssertionError(f"could not build a URL for {rule.rule} from {values}")
     body = REQUEST_BODIES.get((rule.endpoint, method), lambda v: {})(values)
+    headers = REQUEST_HEADERS.get((rule.endpoint, method), lambda v: {})(values)
     if path.startswith("/api/"):
         kwargs = {"json": body} if method in _WRITE_METHODS - {"DELETE"} else {}
-        response = env.api_client.open(path, method=method, **kwargs)
+        if isinstance(body, bytes):
+            kwargs = {"data": body}
+        response = env.api_client.open(path, method=method, headers=headers, **kwargs)
     else:
-        kwargs = {}
+        kwargs = {"headers": headers}
         if method in _WRITE_METHODS:
             kwargs = {"data": {"csrf_token": env.csrf_b, **body},
-                      "headers": {"X-CSRFToken": env.csrf_b}}
+                      "headers": {"X-CSRFToken": env.csrf_b, **headers}}
         response = env.page_client.open(path, method=method, **kwargs)
     code = None
     if response.mimetype == "application/json" and response.status_code >= 400:

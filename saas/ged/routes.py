@@ -1,0 +1,414 @@
+"""The GED's web pages on a commune's host (/ged): browse, search, upload, versions, trash, shares."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from flask_wtf.csrf import ValidationError, validate_csrf
+
+from saas.extensions import csrf, db
+from saas.ged import http, services
+from saas.ged.models import (
+    CONFIDENTIALITY_LABELS,
+    DOC_TYPE_LABELS,
+    FATE_LABELS,
+    STATUS_LABELS,
+    DocType,
+    EliminationProposal,
+)
+from saas.ged.services import Actor, GedError
+from saas.hostguards import tenant_host
+
+bp = Blueprint("ged", __name__, url_prefix="/ged")
+
+PER_PAGE = 25
+
+
+def member_required(view):
+    """A logged-in member of this commune (any role) on the commune's host."""
+
+    @wraps(view)
+    @tenant_host
+    @login_required
+    def wrapper(*args, **kwargs):
+        if g.get("membership") is None:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def actor() -> Actor:
+    return Actor(current_user.id, g.membership.role, current_user)
+
+
+@bp.app_template_global("ged_size")
+def ged_size(n):
+    return services.human_size(n)
+
+
+@bp.context_processor
+def _labels():
+    return {"DOC_TYPE_LABELS": DOC_TYPE_LABELS, "FATE_LABELS": FATE_LABELS,
+            "STATUS_LABELS": STATUS_LABELS, "CONFIDENTIALITY_LABELS": CONFIDENTIALITY_LABELS,
+            "DOC_TYPES": list(DocType), "ged_actor": actor() if g.get("membership") else None}
+
+
+def _document_or_404(document_id, *, include_trash: bool = False):
+    document = services.get_document(document_id, actor(), include_trash=include_trash)
+    if document is None:
+        abort(404)
+    return document
+
+
+def _page() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
+
+
+def _paged(stmt):
+    page = _page()
+    total = db.session.execute(
+        stmt.order_by(None).with_only_columns(sa.func.count(), maintain_column_froms=True)
+    ).scalar_one()
+    items = db.session.execute(stmt.limit(PER_PAGE).offset((page - 1) * PER_PAGE)).scalars().all()
+    return items, total, page, max(1, math.ceil(total / PER_PAGE))
+
+
+# -- browse and search -------------------------------------------------------------------------
+
+
+@bp.get("/")
+@member_required
+def index():
+    nodes = services.filing_plan()
+    error = None
+    try:
+        params = services.parse_search(request.args)
+    except GedError as exc:
+        params, error = services.SearchParams(), exc
+    result = services.search_page(params, actor(), page=_page(), per_page=PER_PAGE)
+    documents, total, page = result.items, result.total, result.page
+    # Past the count cap there is at least one more page than counted.
+    pages = max(1, math.ceil(total / PER_PAGE)) + (1 if result.total_is_lower_bound else 0)
+    usage = services.quota_status(g.tenant)
+    report = services.usage_report() if g.tenant.kind == "epci" else None
+    status = 422 if error else 200
+    return render_template("ged/index.html", nodes=nodes, params=params, documents=documents,
+                           total=total, total_is_lower_bound=result.total_is_lower_bound,
+                           page=page, pages=pages, usage=usage, error=error,
+                           report=report, args=request.args), status
+
+
+# -- upload ------------------------------------------------------------------------------------
+
+
+def _csrf_check(token):
+    try:
+        validate_csrf(token)
+    except ValidationError:
+        raise GedError(400, "csrf_failed", _("Le formulaire a expiré ou n'est pas valide : "
+                                             "rechargez la page et recommencez.")) from None
+
+
+@bp.get("/deposer")
+@member_required
+def upload_form():
+    if not actor().can_write:
+        abort(403)
+    return render_template("ged/upload.html", nodes=services.filing_plan(), error=None,
+                           usage=services.quota_status(g.tenant),
+                           max_upload=services.max_upload_bytes(),
+                           selected=request.args.get("classification", ""))
+
+
+@bp.post("/deposer")
+@csrf.exempt  # checked by hand before the file is stored: Flask-WTF would spool the whole body
+@member_required
+def upload():
+    try:
+        document = http.receive_upload(g.tenant, actor=actor(), csrf_check=_csrf_check)
+    except GedError as exc:
+        return render_template("ged/upload.html", nodes=services.filing_plan(), error=exc,
+                               usage=services.quota_status(g.tenant),
+                               max_upload=services.max_upload_bytes(), selected=""), exc.status
+    flash(_("Document « %(t)s » déposé.", t=document.title), "success")
+    return redirect(url_for("ged.document", document_id=document.id), 303)
+
+
+# -- one document ----------------------------------------------------------------------------
+
+
+@bp.get("/documents/<uuid:document_id>")
+@member_required
+def document(document_id: uuid.UUID, error: GedError | None = None, status: int = 200):
+    doc = _document_or_404(document_id)
+    outgoing = []
+    targets = []
+    if actor().is_admin:
+        outgoing = [s for s in services.outgoing_shares() if s.document_id == doc.id]
+        targets = services.share_targets()
+    return render_template("ged/document.html", doc=doc, nodes=services.filing_plan(),
+                           versions=sorted(doc.versions, key=lambda v: -v.number),
+                           current=doc.current_version, shares=outgoing, targets=targets,
+                           retention_block=services.retention_block(doc), error=error), status
+
+
+@bp.get("/documents/<uuid:document_id>/contenu")
+@member_required
+def content(document_id: uuid.UUID):
+    doc = _document_or_404(document_id)
+    raw = request.args.get("version", "")
+    number = int(raw) if raw.isdigit() else None
+    version = services.get_version(doc, number)
+    if version is None:
+        abort(404)
+    if doc.confidentiality != "all_agents":
+        services.record("ged.download", f"document:{doc.id}", {"version": version.number})
+        db.session.commit()
+    try:
+        return http.serve_version(g.tenant, version, inline=request.args.get("inline") == "1")
+    except GedError as exc:
+        abort(exc.status, description=exc.message)
+
+
+@bp.post("/documents/<uuid:document_id>/versions")
+@csrf.exempt  # checked by hand before the file is stored
+@member_required
+def new_version(document_id: uuid.UUID):
+    doc = _document_or_404(document_id)
+    try:
+        version = http.receive_upload(g.tenant, document=doc, actor=actor(), csrf_check=_csrf_check)
+    except GedError as exc:
+        db.session.rollback()
+        return document(document_id, error=exc, status=exc.status)
+    flash(_("Version %(n)d ajoutée.", n=version.number), "success")
+    return redirect(url_for("ged.document", document_id=document_id), 303)
+
+
+@bp.post("/documents/<uuid:document_id>/modifier")
+@member_required
+def edit(document_id: uuid.UUID):
+    doc = _document_or_404(document_id)
+    form = request.form
+    fields = services.parse_fields(form, partial=True)
+    if "legal_hold" not in form and actor().is_admin:
+        fields.legal_hold = False
+    try:
+        services.update_document(doc, fields, actor())
+    except GedError as exc:
+        db.session.rollback()
+        return document(document_id, error=exc, status=exc.status)
+    flash(_("Description enregistrée."), "success")
+    return redirect(url_for("ged.document", document_id=document_id), 303)
+
+
+@bp.post("/documents/<uuid:document_id>/supprimer")
+@member_required
+def delete(document_id: uuid.UUID):
+    doc = _document_or_404(document_id)
+    try:
+        services.delete_document(doc, actor())
+    except GedError as exc:
+        return document(document_id, error=exc, status=exc.status)
+    flash(_("Document placé dans la corbeille (restaurable pendant 30 jours)."), "success")
+    return redirect(url_for("ged.index"), 303)
+
+
+# -- trash -------------------------------------------------------------------------------------
+
+
+@bp.get("/corbeille")
+@member_required
+def trash():
+    documents, total, page, pages = _paged(services.trash_query(actor()))
+    return render_template("ged/trash.html", documents=documents, total=total, page=page,
+                           pages=pages, days=services.TRASH_DAYS)
+
+
+@bp.post("/corbeille/<uuid:document_id>/restaurer")
+@member_required
+def restore(document_id: uuid.UUID):
+    doc = _document_or_404(document_id, include_trash=True)
+    try:
+        services.restore_document(doc, actor())
+    except GedError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("ged.trash"), 303)
+    flash(_("Document restauré."), "success")
+    return redirect(url_for("ged.document", document_id=document_id), 303)
+
+
+# -- shares ----------------------------------------------------------------------------------
+
+
+@bp.get("/partages")
+@member_required
+def shares():
+    incoming = db.session.execute(services.shared_documents_query(actor()).limit(200)).scalars().all()
+    owners = {t.id: t for t in db.session.execute(sa.select(services.Tenant)).scalars()}
+    outgoing = services.outgoing_shares() if actor().is_admin else []
+    return render_template("ged/shares.html", incoming=incoming, owners=owners, outgoing=outgoing,
+                           nodes=services.filing_plan() if actor().is_admin else [],
+                           targets=services.share_targets() if actor().is_admin else [])
+
+
+@bp.post("/partages")
+@member_required
+def share_create():
+    form = request.form
+    document = classification = None
+    if form.get("document_id"):
+        document = _document_or_404(form["document_id"])
+    elif form.get("classification"):
+        classification = services.find_classification(form["classification"])
+        if classification is None:
+            abort(404)
+    try:
+        services.create_share(target_slug=form.get("target", ""), actor=actor(),
+                              document=document, classification=classification,
+                              note=form.get("note"))
+    except GedError as exc:
+        db.session.rollback()
+        flash(exc.message if not exc.details else
+              exc.message + " " + " ".join(exc.details.get("fields", {}).values()), "error")
+        return redirect(request.referrer or url_for("ged.shares"), 303)
+    flash(_("Partage accordé (lecture seule)."), "success")
+    if document is not None:
+        return redirect(url_for("ged.document", document_id=document.id), 303)
+    return redirect(url_for("ged.shares"), 303)
+
+
+@bp.post("/partages/<uuid:share_id>/revoquer")
+@member_required
+def share_revoke(share_id: uuid.UUID):
+    share = services.get_share(share_id)
+    if share is None:
+        abort(404)
+    try:
+        services.revoke_share(share, actor())
+    except GedError as exc:
+        abort(exc.status)
+    flash(_("Partage révoqué."), "success")
+    return redirect(request.referrer or url_for("ged.shares"), 303)
+
+
+@bp.get("/partages/documents/<uuid:document_id>")
+@member_required
+def shared_document(document_id: uuid.UUID):
+    found = services.get_shared_document(document_id, actor())
+    if found is None:
+        abort(404)
+    doc, versions, owner = found
+    current = next((v for v in versions if v.number == doc.current_version_number), None)
+    return render_template("ged/shared_document.html", doc=doc, owner=owner,
+                           versions=sorted(versions, key=lambda v: -v.number), current=current)
+
+
+@bp.get("/partages/documents/<uuid:document_id>/contenu")
+@member_required
+def shared_content(document_id: uuid.UUID):
+    found = services.get_shared_document(document_id, actor())
+    if found is None:
+        abort(404)
+    doc, versions, owner = found
+    raw = request.args.get("version", "")
+    number = int(raw) if raw.isdigit() else doc.current_version_number
+    version = next((v for v in versions if v.number == number), None)
+    if version is None:
+        abort(404)
+    services.audit_shared_read(doc, owner, version.number)
+    try:
+        return http.serve_version(owner, version, inline=request.args.get("inline") == "1")
+    except GedError as exc:
+        abort(exc.status, description=exc.message)
+
+
+# -- filing plan -------------------------------------------------------------------------------
+
+
+@bp.post("/plan")
+@member_required
+def plan_add():
+    if not actor().is_admin:
+        abort(403)
+    parent = services.find_classification(request.form.get("parent", "")) if request.form.get("parent") else None
+    try:
+        services.add_classification(request.form.get("code", ""), request.form.get("label", ""), parent)
+    except GedError as exc:
+        db.session.rollback()
+        flash(exc.message + " " + " ".join((exc.details or {}).get("fields", {}).values()), "error")
+    else:
+        flash(_("Dossier ajouté au plan de classement."), "success")
+    return redirect(url_for("ged.index"), 303)
+
+
+# -- bordereaux d'élimination ----------------------------------------------------------------
+
+
+@bp.get("/bordereaux")
+@member_required
+def proposals():
+    if not actor().is_admin:
+        abort(403)
+    items = db.session.execute(sa.select(EliminationProposal)
+                               .order_by(EliminationProposal.created_at.desc())).scalars().all()
+    return render_template("ged/proposals.html", proposals=items)
+
+
+def _proposal_or_404(proposal_id):
+    proposal = db.session.execute(sa.select(EliminationProposal).where(
+        EliminationProposal.id == proposal_id)).scalar_one_or_none()
+    if proposal is None:
+        abort(404)
+    return proposal
+
+
+@bp.get("/bordereaux/<uuid:proposal_id>")
+@member_required
+def proposal(proposal_id: uuid.UUID):
+    if not actor().is_admin:
+        abort(403)
+    return render_template("ged/proposal.html", proposal=_proposal_or_404(proposal_id))
+
+
+@bp.post("/bordereaux/<uuid:proposal_id>")
+@member_required
+def proposal_decide(proposal_id: uuid.UUID):
+    if not actor().is_admin:
+        abort(403)
+    item = _proposal_or_404(proposal_id)
+    if request.form.get("action") == "reject":
+        services.reject_proposal(item, actor())
+        flash(_("Bordereau rejeté : aucun document n'a été détruit."), "success")
+        return redirect(url_for("ged.proposals"), 303)
+    if request.form.get("confirm") != "1":
+        flash(_("Cochez la case de confirmation pour approuver le bordereau."), "error")
+        return redirect(url_for("ged.proposal", proposal_id=proposal_id), 303)
+    decisions = {}
+    for entry in item.items:
+        value = request.form.get(f"decision-{entry.id}")
+        if value in ("destroy", "keep"):
+            decisions[entry.id] = value
+    try:
+        destroyed = services.decide_proposal(g.tenant, item, decisions, actor())
+    except GedError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("ged.proposal", proposal_id=proposal_id), 303)
+    flash(_("Bordereau approuvé : %(n)d document(s) détruit(s).", n=destroyed), "success")
+    return redirect(url_for("ged.proposals"), 303)

@@ -1,0 +1,160 @@
+"""GED jobs: text extraction, trash purge, retention sweep (bordereaux), orphan-object sweep.
+
+Each is a plain function (callable from tests and the CLI) declared as a job kind; the sweeps
+recur per commune through the scheduler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import uuid
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from saas.extensions import db
+from saas.ged import extract, services
+from saas.ged.models import Document, DocumentVersion, ExtractionState
+from saas.jobs import PermanentError, QueueNames, TransientError, job_kind, periodic
+from saas.modelbase import utcnow
+from saas.storage import get_store
+from saas.storage.base import ObjectNotFound, StorageError
+
+log = logging.getLogger("saas.ged.tasks")
+
+# Objects younger than this are never swept: their database row may be about to commit.
+ORPHAN_GRACE = timedelta(hours=6)
+# Spooled in memory up to this size, then on disk: extraction never holds a big file in RAM.
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def enqueue_extraction(version: DocumentVersion) -> None:
+    """Enqueue the text extraction of a version in the open transaction (idempotent)."""
+    extract_text_job.enqueue(version_id=str(version.id), key=f"extract:{version.id}")
+
+
+def extract_text(document_version_id: str) -> dict:
+    """Extract a version's text, store it, and refresh its document's search index."""
+    version = db.session.execute(
+        sa.select(DocumentVersion).where(DocumentVersion.id == uuid.UUID(str(document_version_id)))
+    ).scalar_one_or_none()
+    if version is None:
+        return {"state": "gone"}
+    tenant = services.current_tenant()
+    if not extract.extractable(version.content_type):
+        version.extraction_state = ExtractionState.SKIPPED
+        return {"state": "skipped"}
+    sha = hashlib.sha256()
+    try:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            with get_store().get(tenant, version.object_key,
+                                 version_id=version.object_version_id) as reader:
+                for chunk in reader:
+                    sha.update(chunk)
+                    spool.write(chunk)
+            if sha.hexdigest() != version.sha256:
+                raise PermanentError(_("Le contenu stocké ne correspond plus à son empreinte "
+                                       "SHA-256 : extraction refusée."), code="integrity")
+            spool.seek(0)
+            text = extract.extract_text(spool, version.content_type)
+    except extract.ExtractionFailed as exc:
+        version.extraction_state = ExtractionState.FAILED
+        version.extraction_error = exc.reason[:500]
+        version.extracted_text = None
+        return {"state": "failed", "code": exc.code, "reason": exc.reason}
+    except ObjectNotFound as exc:
+        raise PermanentError(_("L'objet de cette version est introuvable."), code="missing") from exc
+    except StorageError as exc:
+        raise TransientError(_("Stockage indisponible : %(e)s", e=str(exc)[:200])) from exc
+    version.extracted_text = text
+    version.extraction_state = ExtractionState.DONE
+    version.extraction_error = None
+    document = db.session.get(Document, version.document_id)
+    if document is not None and document.current_version_number == version.number:
+        services.refresh_search(document)
+    return {"state": "done", "chars": len(text)}
+
+
+@job_kind("ged.extract_text", queue=QueueNames.DOCUMENTS, timeout=900, max_attempts=4, backoff=30)
+def extract_text_job(version_id: str) -> dict:
+    """Job: extract one version's text (see extract_text)."""
+    return extract_text(version_id)
+
+
+def purge_trash() -> dict:
+    """Erase the current commune's documents left in the trash for more than 30 days."""
+    return {"purged": services.purge_trash(services.current_tenant())}
+
+
+def retention_sweep() -> dict:
+    """Propose a bordereau d'élimination listing documents past their DUA; destroys nothing."""
+    proposal = services.retention_sweep()
+    return {"proposal": str(proposal.id) if proposal else None,
+            "documents": len(proposal.items) if proposal else 0}
+
+
+def sweep_orphans(grace_seconds: float | None = None) -> dict:
+    """Delete objects of the commune's bucket that no row references (older than the grace).
+
+    Covers documents (ged/…) whose row never committed and resumable uploads (uploads/…) that
+    expired or lost their row.
+    """
+    tenant = services.current_tenant()
+    grace = timedelta(seconds=grace_seconds) if grace_seconds is not None else ORPHAN_GRACE
+    limit = utcnow() - grace
+    store = get_store()
+    known = set(db.session.execute(sa.select(DocumentVersion.object_key)).scalars())
+    removed = []
+    try:
+        for obj in store.list(tenant, "ged/"):
+            if obj.key in known:
+                continue
+            if obj.last_modified is not None and obj.last_modified > limit:
+                continue
+            # Re-check under the database: a row may have committed since the listing began.
+            if db.session.execute(sa.select(DocumentVersion.id).where(
+                    DocumentVersion.object_key == obj.key)).first():
+                continue
+            try:
+                store.delete(tenant, obj.key)
+            except ObjectNotFound:
+                continue
+            removed.append(obj.key)
+    except StorageError as exc:
+        raise TransientError(_("Stockage indisponible : %(e)s", e=str(exc)[:200])) from exc
+    from saas.ged import uploads
+
+    expired = uploads.sweep_uploads(tenant, limit)
+    if removed:
+        from saas.audit.services import record
+
+        record("ged.orphans.sweep", None, {"objects": removed[:100], "count": len(removed)})
+    return {"removed": len(removed), "expired_uploads": expired}
+
+
+@job_kind("ged.purge_trash", queue=QueueNames.MAINTENANCE, timeout=3600, max_attempts=3,
+          backoff=300)
+def purge_trash_job() -> dict:
+    """Job: the daily trash purge of one commune."""
+    return purge_trash()
+
+
+@job_kind("ged.retention_sweep", queue=QueueNames.MAINTENANCE, timeout=3600, max_attempts=3,
+          backoff=300)
+def retention_sweep_job() -> dict:
+    """Job: the daily retention sweep of one commune."""
+    return retention_sweep()
+
+
+@job_kind("ged.sweep_orphans", queue=QueueNames.MAINTENANCE, timeout=3600, max_attempts=3,
+          backoff=300)
+def sweep_orphans_job(grace_seconds: float | None = None) -> dict:
+    """Job: the daily orphan-object sweep of one commune."""
+    return sweep_orphans(grace_seconds)
+
+periodic("ged.purge_trash", "ged.purge_trash", daily_at="01:30", per_tenant=True)
+periodic("ged.retention_sweep", "ged.retention_sweep", daily_at="04:00", per_tenant=True)
+periodic("ged.sweep_orphans", "ged.sweep_orphans", daily_at="04:30", per_tenant=True)
