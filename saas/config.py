@@ -32,6 +32,7 @@ SETTING_KEYS = (
     "PUBLIC_PORT",
     "COOKIE_SECURE",
     "ENV",
+    "PROXY_HOPS",
 )
 
 
@@ -63,6 +64,7 @@ class Settings:
     public_port: int | None
     cookie_secure: bool
     production: bool
+    proxy_hops: int = 0
 
     @property
     def embedded(self) -> bool:
@@ -166,6 +168,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         public_port=int(port) if port else (None if production else 8000),
         cookie_secure=_truthy(get("COOKIE_SECURE"), default=production),
         production=production,
+        proxy_hops=int(get("PROXY_HOPS") or 0),
     )
 
 

@@ -13,7 +13,7 @@ from saas.extensions import babel, csrf, db, limiter, login_manager, migrate
 
 def configure(app: Flask, settings: Settings) -> None:
     configure_logs(app, settings)
-    configure_proxy(app)
+    configure_proxy(app, settings)
     configure_extensions(app, settings)
     configure_tenancy(app, settings)
     configure_login(app)
@@ -43,9 +43,11 @@ def configure_logs(app: Flask, settings: Settings) -> None:
         clear_context()
 
 
-def configure_proxy(app: Flask) -> None:
-    hops = int(app.config.get("SAAS_PROXY_HOPS", 0) or 0)
-    if hops:
+def configure_proxy(app: Flask, settings: Settings) -> None:
+    # Behind the platform's reverse proxy(ies): client address and scheme come from X-Forwarded-*
+    # (login throttling keys on the client address).
+    if settings.proxy_hops:
+        hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 

@@ -87,7 +87,7 @@ def _from_local_network() -> bool:
     except ValueError:
         return False
     if address.is_loopback and request.headers.get("X-Forwarded-For") \
-            and not int(current_app.config.get("SAAS_PROXY_HOPS", 0) or 0):
+            and not current_app.config["SAAS_SETTINGS"].proxy_hops:
         # Relayed by a local proxy we were not told to trust: the real client is unknown.
         return False
     return address.is_loopback or address.is_private or address.is_link_local
