@@ -347,9 +347,15 @@ def shared_content(document_id: uuid.UUID):
 def plan_add():
     if not actor().is_admin:
         abort(403)
-    parent = services.find_classification(request.form.get("parent", "")) if request.form.get("parent") else None
+    parent_ref = request.form.get("parent", "")
+    parent = services.find_classification(parent_ref) if parent_ref else None
+    if parent_ref and parent is None:
+        # Never file a folder at the top level when the one asked for does not exist here.
+        flash(_("Le dossier parent choisi n'existe pas dans le plan de classement."), "error")
+        return redirect(url_for("ged.index"), 303)
     try:
-        services.add_classification(request.form.get("code", ""), request.form.get("label", ""), parent)
+        services.add_classification(request.form.get("code", ""), request.form.get("label", ""),
+                                    parent)
     except GedError as exc:
         db.session.rollback()
         flash(exc.message + " " + " ".join((exc.details or {}).get("fields", {}).values()), "error")

@@ -240,3 +240,13 @@ def test_sqlite_fallback_search(sqlite_app):
         none = db.session.execute(services.search_query(
             services.SearchParams(q="mairie"), actor)).scalars().all()
         assert none == []
+
+
+def test_folder_with_unknown_parent_is_refused_not_filed_at_top(app, tenant_a, web):
+    page = web(tenant_a, "admin")
+    csrf = csrf_from(page.get("/ged/").get_data(as_text=True))
+    response = page.post("/ged/plan", data={"csrf_token": csrf, "code": "9.1", "label": "Égaré",
+                                            "parent": "00000000-0000-0000-0000-000000000000"},
+                         follow_redirects=True)
+    assert "parent choisi n'existe pas" in response.get_data(as_text=True).replace("&#39;", "'")
+    assert "Égaré" not in page.get("/ged/").get_data(as_text=True)
