@@ -32,7 +32,9 @@ from saas.ged.models import (
     EliminationProposal,
 )
 from saas.ged.services import Actor, GedError
+from saas.ged.tasks import extract_text_job
 from saas.hostguards import tenant_host
+from saas.jobs import find_job
 
 bp = Blueprint("ged", __name__, url_prefix="/ged")
 
@@ -163,9 +165,13 @@ def document(document_id: uuid.UUID, error: GedError | None = None, status: int 
     if actor().is_admin:
         outgoing = [s for s in services.outgoing_shares() if s.document_id == doc.id]
         targets = services.share_targets()
+    current = doc.current_version
+    indexing = None
+    if current is not None and current.extraction_state == "pending":
+        indexing = find_job(extract_text_job, f"extract:{current.id}")
     return render_template("ged/document.html", doc=doc, nodes=services.filing_plan(),
                            versions=sorted(doc.versions, key=lambda v: -v.number),
-                           current=doc.current_version, shares=outgoing, targets=targets,
+                           current=current, shares=outgoing, targets=targets, indexing=indexing,
                            retention_block=services.retention_block(doc), error=error), status
 
 

@@ -16,6 +16,7 @@ from saas.jobs.api import (  # noqa: F401  (public API)
     TransientError,
     current_job,
     enqueue,
+    find_job,
     get_job,
     job_kind,
     progress,

@@ -229,6 +229,15 @@ def get_job(job_id: uuid.UUID | str) -> JobView | None:
     return make_view(entry, payload) if entry is not None else None
 
 
+def find_job(kind: JobKind | str, key: str) -> JobView | None:
+    """The current commune's job enqueued as `kind` with idempotency `key`, if any."""
+    name = _resolve(kind).name
+    entry_id = db.session.execute(
+        sa.select(QueueEntry.id).where(QueueEntry.dedup_key == dedup_key(current_tenant_id(), name, key))
+    ).scalar_one_or_none()
+    return get_job(entry_id) if entry_id is not None else None
+
+
 def get_job_any_tenant(job_id: uuid.UUID | str) -> JobView | None:
     """Any commune's job, for platform operators (console, CLI): reads the payload as its tenant."""
     try:

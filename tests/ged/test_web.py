@@ -250,3 +250,16 @@ def test_folder_with_unknown_parent_is_refused_not_filed_at_top(app, tenant_a, w
                          follow_redirects=True)
     assert "parent choisi n'existe pas" in response.get_data(as_text=True).replace("&#39;", "'")
     assert "Égaré" not in page.get("/ged/").get_data(as_text=True)
+
+
+def test_document_page_follows_the_text_extraction_job(app, tenant_a, api, web):
+    from tests.ged.conftest import run_jobs
+
+    doc = upload(api(tenant_a), make_pdf("Délibération budget"), "b.pdf").get_json()
+    client = web(tenant_a)
+    page = client.get(f"/ged/documents/{doc['id']}").get_data(as_text=True)
+    assert "Indexation du texte" in page and "La tâche attend son tour." in page
+    assert "/taches/" in page
+    run_jobs()
+    page = client.get(f"/ged/documents/{doc['id']}").get_data(as_text=True)
+    assert "Indexation du texte" not in page and "indexé" in page
