@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from saas.ged import services
 from saas.ged.models import DocumentVersion
 from saas.ged.services import GedError
-from saas.ged.streams import FormError, StreamingForm
+from saas.ged.streams import FormError, ReadAhead, StreamingForm
 from saas.storage import get_store
 from saas.storage.base import ObjectNotFound
 
@@ -78,10 +78,14 @@ def receive_upload(tenant, *, document=None, actor: services.Actor, csrf_check=N
     early = services.parse_fields(FieldView(form))
     services.raise_problems(early.problems)
     document_id = document.id if document is not None else uuid.uuid4()
+    # Receive and parse the next part from the client while the store sends the current one.
+    ahead = ReadAhead(form)
     try:
-        ingested = services.ingest(tenant, form, filename=form.filename, document_id=document_id)
+        ingested = services.ingest(tenant, ahead, filename=form.filename, document_id=document_id)
     except FormError as exc:
         raise form_error(exc) from None
+    finally:
+        ahead.close()  # before anything else reads the form
     try:
         form.finish()
         fields = services.parse_fields(FieldView(form))

@@ -9,6 +9,8 @@ file and never whole in memory.
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -132,10 +134,13 @@ class StreamingForm:
             if not event.more_data:
                 self._in_file = False
                 self._file_done = True
-        data = b"".join(parts)
-        if len(data) > size:
-            data, self._pending = data[:size], data[size:]
-        return data
+        if have > size:
+            # Keep the surplus from the last piece only: slicing the joined data would copy
+            # the whole read once more.
+            last = parts[-1]
+            cut = len(last) - (have - size)
+            parts[-1], self._pending = last[:cut], last[cut:]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def finish(self) -> None:
         """Drain the file part if unread, then read the fields that follow it."""
@@ -185,6 +190,71 @@ class HeadThenStream:
         if self._limit is not None and self.count > self._limit:
             raise self._on_limit(self.count) if self._on_limit else ValueError("limit")
         return data
+
+
+class ReadAhead:
+    """Read a stream ahead in a helper thread, holding at most `depth` chunks of `chunk` bytes.
+
+    For uploads: the object store sends a part and waits for the answer, then asks for the
+    next part; read ahead, the next part is received and parsed from the client meanwhile
+    instead of after. The helper thread alone reads the source until it ends, fails (the error
+    is raised by read()) or close() stops it; close() must be called before the source is used
+    again. Memory: `depth` x `chunk` (8 MiB by default, half an S3 part).
+    """
+
+    def __init__(self, source, *, chunk: int = READ_SIZE, depth: int = 8):
+        self._source = source
+        self._chunk = chunk
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._pending = b""
+        self._ended = False
+        self._thread = threading.Thread(target=self._pump, name="ged-upload", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._source.read(self._chunk)
+                if not self._put(data) or not data:
+                    return
+        except BaseException as exc:  # raised again by read(), in the reading thread
+            self._put(exc)
+
+    def read(self, size: int = -1) -> bytes:
+        """Return up to `size` bytes (at most one chunk), b"" at the end of the source."""
+        if size is None or size < 0:
+            size = self._chunk
+        if size == 0:
+            return b""
+        if not self._pending:
+            if self._ended:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:
+                self._ended = True
+                self._thread.join()
+                return b""
+            self._pending = item
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def close(self, timeout: float = 30) -> None:
+        """Stop reading ahead and wait for the helper thread (its current read, at most)."""
+        self._stop.set()
+        self._thread.join(timeout)
 
 
 def read_head(stream, size: int) -> bytes:
