@@ -267,6 +267,33 @@ def host_client(app, tenant=None) -> HostClient:
 
 
 @pytest.fixture
+def make_token(make_user) -> Callable:
+    """make_token(tenant, role="agent", user=None, name="test") -> (token string, user)."""
+    from saas.auth.tokens import create_token
+
+    def make(tenant, role: str = "agent", user=None, name: str = "test"):
+        user = user or make_user(tenant, role)
+        token_str, _row = create_token(user, tenant, name)
+        db.session.commit()
+        return token_str, user
+
+    return make
+
+
+@pytest.fixture
+def api_client(app) -> Callable:
+    """api_client(tenant, token) -> a test client on the commune's host sending the token."""
+
+    def make(tenant, token: str | None = None):
+        client = host_client(app, tenant)
+        if token is not None:
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return client
+
+    return make
+
+
+@pytest.fixture
 def sqlite_app(tmp_path):
     """The embedded default: SQLite and local storage, no Redis, no S3."""
     overrides = {

@@ -8,22 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from saas.extensions import db
-
-
-@pytest.fixture
-def make_token(make_user) -> Callable:
-    """make_token(tenant, role="agent", user=None) -> (token string, user)."""
-    from saas.auth.tokens import create_token
-
-    def make(tenant, role: str = "agent", user=None, name: str = "test"):
-        user = user or make_user(tenant, role)
-        token_str, _row = create_token(user, tenant, name)
-        db.session.commit()
-        return token_str, user
-
-    return make
-
 
 @pytest.fixture
 def api(client_for, make_token) -> Callable:

@@ -156,14 +156,6 @@ def _host(tenant: Tenant) -> str:
     return f"{tenant.slug}.{BASE_DOMAIN}"
 
 
-class IsolatedClient(HostClient):
-    """Each request in a fresh context: its own app context, `g` and database session, as in
-    production (the `app` fixture keeps one app context pushed, which Flask would reuse)."""
-
-    def open(self, *args, **kwargs):
-        return contextvars.Context().run(super().open, *args, **kwargs)
-
-
 @dataclass
 class SweepEnv:
     app: Flask
@@ -172,8 +164,8 @@ class SweepEnv:
     owner_a: object  # a commune admin of A, owner of A's objects
     requester_b: object  # a commune admin of B, the one asking
     token_b: str = ""
-    page_client: IsolatedClient | None = None
-    api_client: IsolatedClient | None = None
+    page_client: HostClient | None = None
+    api_client: HostClient | None = None
     csrf_b: str = ""
 
     def setup(self) -> SweepEnv:
@@ -194,8 +186,8 @@ class SweepEnv:
                                  f"answered {home.status_code} {home.headers.get('Location', '')}")
         return self
 
-    def _client(self) -> IsolatedClient:
-        client = IsolatedClient(self.app, self.app.response_class, use_cookies=True)
+    def _client(self) -> HostClient:
+        client = HostClient(self.app, self.app.response_class, use_cookies=True)
         client.base_host = _host(self.tenant_b)
         return client
 
@@ -412,7 +404,7 @@ def tenant_cache(app, monkeypatch):
 
 
 def _me(app, tenant, token: str):
-    client = IsolatedClient(app, app.response_class, use_cookies=True)
+    client = HostClient(app, app.response_class, use_cookies=True)
     client.base_host = _host(tenant) if isinstance(tenant, Tenant) else tenant
     return client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
 
@@ -510,7 +502,7 @@ def test_custom_domains_are_trusted_without_scanning_them_all(app, tenant_a):
     assert trusted.for_environ({"HTTP_HOST": "demarches.commune-a.fr:8443"})[-1] == "demarches.commune-a.fr"
     assert "evil.example" not in trusted.for_environ({"HTTP_HOST": "evil.example"})
     assert len(trusted.for_environ({"HTTP_HOST": "[::1]:8000"})) == 5
-    client = IsolatedClient(app, app.response_class, use_cookies=True)
+    client = HostClient(app, app.response_class, use_cookies=True)
     client.base_host = "demarches.commune-a.fr"
     assert client.get("/api/v1/openapi.json").status_code == 200
     client.base_host = "evil.example"
