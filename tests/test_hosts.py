@@ -51,6 +51,7 @@ def test_suspended_commune_gets_a_clear_page_and_json(client_for, make_tenant):
     resp = client.get("/")
     assert resp.status_code == 403
     assert "suspendue" in resp.get_data(as_text=True)
+    assert "Retour au portail" in resp.get_data(as_text=True)  # not a link back to itself
     resp = client.get("/api/v1/me")
     assert resp.status_code == 403
     assert resp.get_json()["error"]["code"] == "tenant_suspended"
