@@ -23,9 +23,9 @@ venv: $(VENV)/.installed
 
 ## make run: the embedded default (SQLite + local storage), demo intercommunality, http://localhost:8000
 run: $(VENV)/.installed
-	env -u SAAS_DATABASE_URL -u SAAS_REDIS_URL -u SAAS_S3_ENDPOINT $(BIN)/saas init
-	env -u SAAS_DATABASE_URL -u SAAS_REDIS_URL -u SAAS_S3_ENDPOINT $(BIN)/saas demo load tenants
-	env -u SAAS_DATABASE_URL -u SAAS_REDIS_URL -u SAAS_S3_ENDPOINT $(BIN)/saas serve --bind 127.0.0.1:$(PORT) --workers 1
+	env -u SAAS_DATABASE_URL -u SAAS_REDIS_URL -u SAAS_S3_ENDPOINT SAAS_PUBLIC_PORT=$(PORT) $(BIN)/saas init
+	env -u SAAS_DATABASE_URL -u SAAS_REDIS_URL -u SAAS_S3_ENDPOINT SAAS_PUBLIC_PORT=$(PORT) $(BIN)/saas demo load tenants
+	env -u SAAS_DATABASE_URL -u SAAS_REDIS_URL -u SAAS_S3_ENDPOINT SAAS_PUBLIC_PORT=$(PORT) $(BIN)/saas serve --bind 127.0.0.1:$(PORT) --workers 1
 
 ## make test: the whole suite on real PostgreSQL, Redis, an S3 endpoint, SMTP and Chromium
 test: $(VENV)/.installed-test
