@@ -154,13 +154,15 @@ def _begin_with_settings(dbapi_connection, wanted: tuple[str, str]) -> bool:
     # Inlined, as a multi-statement query takes no parameters: only UUIDs (or "") ever get here.
     if not all(_UUID_OR_EMPTY.match(value) for value in wanted):
         raise ValueError("RLS settings must be UUIDs")
+    # SET LOCAL is set_config(…, true) as a utility command: no planner, no executor, no row
+    # to send back, which makes the round trip measurably cheaper than a SELECT.
     sql = (
         f"{_begin_command(dbapi_connection)}; "
-        f"SELECT set_config('app.current_tenant', '{wanted[0]}', true), "
-        f"set_config('app.current_user', '{wanted[1]}', true)"
+        f"SET LOCAL app.current_tenant = '{wanted[0]}'; "
+        f"SET LOCAL app.\"current_user\" = '{wanted[1]}'"
     )
     result = pgconn.exec_(sql.encode("ascii"))
-    if result.status != pq.ExecStatus.TUPLES_OK:
+    if result.status != pq.ExecStatus.COMMAND_OK:
         raise errors.error_from_result(result, encoding=dbapi_connection.info.encoding)
     return True
 
