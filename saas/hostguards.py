@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import abort, g
-from flask_login import current_user
+from flask_login import current_user, login_required
 
 from saas.tenancy.resolver import HostKind
 
@@ -44,30 +44,31 @@ def portal_host(view):
     return wrapper
 
 
-def roles_required(*roles: str):
-    """On a commune host: the logged-in user's role there must be one of `roles`."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            membership = g.get("membership")
-            if not current_user.is_authenticated or membership is None:
-                abort(401)
-            if membership.role not in roles:
-                abort(403)
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
 def platform_admin_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         if not current_user.is_authenticated:
             abort(401)
         if not current_user.is_platform_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def console_admin_required(view):
+    """On the console host, a logged-in platform administrator."""
+    return console_host(login_required(platform_admin_required(view)))
+
+
+def member_required(view):
+    """On a commune's host, a logged-in member of that commune (any role)."""
+
+    @wraps(view)
+    @tenant_host
+    @login_required
+    def wrapper(*args, **kwargs):
+        if g.get("membership") is None:
             abort(403)
         return view(*args, **kwargs)
 

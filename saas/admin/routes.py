@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
-from flask_login import login_required
 
 from saas.extensions import db
-from saas.hostguards import console_host, platform_admin_required
+from saas.hostguards import console_admin_required
 from saas.tenancy.models import Tenant, TenantStatus
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
 
 @bp.get("/")
-@console_host
-@login_required
-@platform_admin_required
+@console_admin_required
 def home():
     tenants = db.session.execute(
         db.select(Tenant).order_by(Tenant.kind.desc(), Tenant.name)

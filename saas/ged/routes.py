@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from functools import wraps
 
 import sqlalchemy as sa
 from flask import (
@@ -18,7 +17,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
+from flask_login import current_user
 from flask_wtf.csrf import ValidationError, validate_csrf
 
 from saas.extensions import csrf, db
@@ -33,26 +32,12 @@ from saas.ged.models import (
 )
 from saas.ged.services import Actor, GedError
 from saas.ged.tasks import extract_text_job
-from saas.hostguards import tenant_host
+from saas.hostguards import member_required
 from saas.jobs import find_job
 
 bp = Blueprint("ged", __name__, url_prefix="/ged")
 
 PER_PAGE = 25
-
-
-def member_required(view):
-    """A logged-in member of this commune (any role) on the commune's host."""
-
-    @wraps(view)
-    @tenant_host
-    @login_required
-    def wrapper(*args, **kwargs):
-        if g.get("membership") is None:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 def actor() -> Actor:

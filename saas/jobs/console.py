@@ -6,9 +6,8 @@ import uuid
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import login_required
 
-from saas.hostguards import console_host, platform_admin_required
+from saas.hostguards import console_admin_required
 from saas.jobs import services
 from saas.jobs.api import STATE_LABELS, get_job_any_tenant
 from saas.jobs.models import JobState
@@ -38,9 +37,7 @@ def _filters() -> dict:
 
 
 @bp.get("/")
-@console_host
-@login_required
-@platform_admin_required
+@console_admin_required
 def overview():
     filters = _filters()
     jobs = services.list_jobs(states=filters["states"], queue=filters["queue"],
@@ -61,9 +58,7 @@ def overview():
 
 
 @bp.get("/<uuid:job_id>")
-@console_host
-@login_required
-@platform_admin_required
+@console_admin_required
 def detail(job_id: uuid.UUID):
     job = get_job_any_tenant(job_id)
     if job is None:
@@ -81,9 +76,7 @@ def _back(job_id: uuid.UUID):
 
 
 @bp.post("/<uuid:job_id>/retry")
-@console_host
-@login_required
-@platform_admin_required
+@console_admin_required
 def retry(job_id: uuid.UUID):
     try:
         services.retry_job(job_id)
@@ -97,9 +90,7 @@ def retry(job_id: uuid.UUID):
 
 
 @bp.post("/<uuid:job_id>/cancel")
-@console_host
-@login_required
-@platform_admin_required
+@console_admin_required
 def cancel(job_id: uuid.UUID):
     try:
         job = services.cancel_job(job_id)
