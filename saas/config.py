@@ -71,10 +71,6 @@ class Settings:
         """True when running on SQLite without Redis: jobs run in-process."""
         return self.redis_url is None
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.database_url.startswith("postgresql")
-
     def flask_config(self) -> dict:
         return {
             "SECRET_KEY": self.secret_key,

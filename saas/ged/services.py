@@ -15,7 +15,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, g, has_app_context
@@ -260,16 +260,6 @@ def _add_usage(tenant: Tenant, delta: int, *, enforce: bool) -> None:
     result = db.session.execute(stmt.execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise _quota_error(tenant, delta)
-
-
-def recompute_usage(tenant: Tenant) -> int:
-    """Reset the counter to the sum of version sizes (trash included); return it."""
-    total = db.session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(DocumentVersion.size), 0))
-    ).scalar_one()
-    db.session.execute(sa.delete(Usage).where(Usage.tenant_id == tenant.id))
-    db.session.add(Usage(tenant_id=tenant.id, used_bytes=int(total), updated_at=now()))
-    return int(total)
 
 
 # -- ingest: bytes into the store ----------------------------------------------------------
@@ -576,9 +566,6 @@ class Actor:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-
-SYSTEM = Actor(None, "system")
 
 
 def visible_clause(actor: Actor):
@@ -1332,6 +1319,3 @@ def usage_report() -> list[tuple[Tenant, int]]:
         .outerjoin(Usage, Usage.tenant_id == Tenant.id).order_by(Tenant.name)).all()
     return [(tenant, int(used)) for tenant, used in rows]
 
-
-def today_utc() -> date:
-    return datetime.now(UTC).date()
