@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -62,6 +66,61 @@ class Tenant(UUIDPk, Timestamps, db.Model):
 
     def __repr__(self) -> str:
         return f"<Tenant {self.slug}>"
+
+    def snapshot(self) -> TenantSnapshot:
+        return TenantSnapshot.of(self)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TenantSnapshot:
+    """A request's read-only view of its tenant: the row's columns, outside any session.
+
+    Host resolution hands one to each request (`g.tenant`) and a process shares it between
+    requests for a few seconds, so a request pays neither a query nor the building of an ORM
+    instance to learn its commune. It is deeply immutable (JSON lists become tuples, the
+    branding a read-only mapping); a change to a tenant goes through its `Tenant` row (load it
+    with `db.session.get(Tenant, snapshot.id)`), which also empties the host cache.
+    """
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    kind: str
+    insee: str | None
+    siren: str
+    population: int
+    departement: str
+    arrondissement: int | None
+    origins: tuple[str, ...]
+    status: str
+    modules: tuple[str, ...]
+    quota_bytes: int
+    branding: Mapping[str, object]
+    manifest_digest: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantSnapshot:
+        values = {f.name: getattr(tenant, f.name) for f in fields(cls)}
+        values["origins"] = tuple(values["origins"] or ())
+        values["modules"] = tuple(values["modules"] or ())
+        values["branding"] = MappingProxyType(dict(values["branding"] or {}))
+        return cls(**values)
+
+    is_active = Tenant.is_active
+    primary_color = Tenant.primary_color
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TenantSnapshot | Tenant):
+            return self.id == other.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<TenantSnapshot {self.slug}>"
 
 
 class TenantDomain(db.Model):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from flask import Flask, Request, abort, current_app, g, request
 from sqlalchemy import event, orm
 from sqlalchemy.orm import Session
@@ -14,7 +13,13 @@ from werkzeug.local import LocalProxy
 from saas.extensions import db
 from saas.logs import bind_context
 from saas.tenancy.context import set_tenant, set_user
-from saas.tenancy.models import RESERVED_SLUGS, Tenant, TenantDomain, TenantStatus
+from saas.tenancy.models import (
+    RESERVED_SLUGS,
+    Tenant,
+    TenantDomain,
+    TenantSnapshot,
+    TenantStatus,
+)
 
 CONSOLE_LABEL = "admin"
 # Endpoints served whatever the host's tenant state (assets, probes).
@@ -108,42 +113,31 @@ _generation = 0  # bumped by any ORM write to a tenant or a custom domain in thi
 
 
 class _TenantCache:
-    """Host name → the tenant's row, reused for a few seconds so a request does not pay a query
-    to learn its commune.
+    """Host name → the tenant's snapshot, reused for a few seconds so a request does not pay a
+    query to learn its commune.
 
     Any ORM write to a tenant or a custom domain in this process empties it at once; other
     processes (gunicorn workers) see such a change within the TTL, so a suspension or a moved
     domain takes at most TENANT_CACHE_SECONDS to apply everywhere. Only found tenants are kept:
-    unknown hosts cannot grow it, and a new commune answers at once.
+    unknown hosts cannot grow it, and a new commune answers at once. Snapshots are immutable,
+    so requests of all threads share them.
     """
 
     def __init__(self):
-        self._entries: dict[str, tuple[float, int, Tenant]] = {}
-        self._columns = [attr.key for attr in sa.inspect(Tenant).column_attrs]
-        self._mutable = [attr.key for attr in sa.inspect(Tenant).column_attrs
-                         if isinstance(attr.columns[0].type, sa.JSON)]
+        self._entries: dict[str, tuple[float, int, TenantSnapshot]] = {}
 
-    def lookup(self, hostname: str) -> Tenant | None:
+    def lookup(self, hostname: str) -> TenantSnapshot | None:
         entry = self._entries.get(hostname)
         if entry is None:
             return None
-        expires, generation, template = entry
+        expires, generation, snapshot = entry
         if generation != _generation or time.monotonic() > expires:
             self._entries.pop(hostname, None)
             return None
-        # A copy of the detached template, attached to this request's session without a query;
-        # JSON values are copied too, so code mutating them in place cannot alter the template.
-        tenant = db.session.merge(template, load=False)
-        for key in self._mutable:
-            value = getattr(template, key)
-            if isinstance(value, list | dict):
-                orm.attributes.set_committed_value(tenant, key, value.copy())
-        return tenant
+        return snapshot
 
-    def store(self, hostname: str, tenant: Tenant, ttl: float) -> None:
-        template = Tenant(**{key: getattr(tenant, key) for key in self._columns})
-        orm.make_transient_to_detached(template)
-        self._entries[hostname] = (time.monotonic() + ttl, _generation, template)
+    def store(self, hostname: str, snapshot: TenantSnapshot, ttl: float) -> None:
+        self._entries[hostname] = (time.monotonic() + ttl, _generation, snapshot)
 
 
 def invalidate_tenant_cache() -> None:
@@ -195,17 +189,20 @@ def resolve_host(hostname: str, base_domain: str) -> tuple[str, Tenant | None]:
     return (HostKind.TENANT, tenant) if tenant else (None, None)
 
 
-def _resolve_cached(hostname: str, base_domain: str) -> tuple[str | None, Tenant | None]:
+def _resolve_cached(hostname: str, base_domain: str) -> tuple[str | None, TenantSnapshot | None]:
     ttl = _cache_ttl()
     cache: _TenantCache = current_app.extensions["saas_tenant_cache"]
     if ttl > 0:
-        tenant = cache.lookup(hostname)
-        if tenant is not None:
-            return HostKind.TENANT, tenant
+        snapshot = cache.lookup(hostname)
+        if snapshot is not None:
+            return HostKind.TENANT, snapshot
     kind, tenant = resolve_host(hostname, base_domain)
-    if tenant is not None and ttl > 0:
-        cache.store(hostname, tenant, ttl)
-    return kind, tenant
+    if tenant is None:
+        return kind, None
+    snapshot = tenant.snapshot()
+    if ttl > 0:
+        cache.store(hostname, snapshot, ttl)
+    return kind, snapshot
 
 
 def _resolve_request() -> None:
@@ -249,8 +246,8 @@ def init_app(app: Flask, base_domain: str) -> None:
         set_user(None)
 
 
-def _get_current_tenant() -> Tenant | None:
+def _get_current_tenant() -> TenantSnapshot | None:
     return g.get("tenant")
 
 
-current_tenant: Tenant | None = LocalProxy(_get_current_tenant)  # type: ignore[assignment]
+current_tenant: TenantSnapshot | None = LocalProxy(_get_current_tenant)  # type: ignore[assignment]

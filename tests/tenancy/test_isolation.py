@@ -508,3 +508,37 @@ def test_custom_domains_are_trusted_without_scanning_them_all(app, tenant_a):
     client.base_host = "evil.example"
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "unknown_host"
+
+
+def test_requests_share_one_immutable_snapshot_of_their_commune(app, tenant_cache, tenant_a,
+                                                               make_user):
+    """g.tenant is a read-only view outside any session: one per host and TTL, shared by
+    requests, that no request can alter for the next ones."""
+    import dataclasses
+
+    from flask import g, request_finished
+
+    from saas.auth.tokens import create_token
+    from saas.tenancy.models import TenantSnapshot
+
+    token, _row = create_token(make_user(tenant_a, "agent"), tenant_a, "cache")
+    db.session.commit()
+    seen = []
+
+    def capture(sender, response, **extra):
+        # Nothing was attached to the request's session to learn the commune.
+        seen.append((g.tenant, any(isinstance(o, Tenant) for o in db.session)))
+
+    with request_finished.connected_to(capture, app):
+        assert _me(app, tenant_a, token).status_code == 200
+        assert _me(app, tenant_a, token).status_code == 200
+    (snapshot, attached), (again, attached_again) = seen
+    assert isinstance(snapshot, TenantSnapshot) and again is snapshot
+    assert not attached and not attached_again
+    assert snapshot == tenant_a and snapshot.is_active and snapshot.modules == tuple(tenant_a.modules)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.status = "suspended"
+    with pytest.raises(TypeError):
+        snapshot.branding["primary_color"] = "#ff0000"
+    with pytest.raises(AttributeError):
+        snapshot.modules.append("paie")
