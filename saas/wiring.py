@@ -79,6 +79,12 @@ def configure_tenancy(app: Flask, settings: Settings) -> None:
     scoping.install()
     resolver.init_app(app, settings.base_domain)
 
+    # Registered after Flask-SQLAlchemy's teardown, so it runs before the session is removed.
+    @app.teardown_appcontext
+    def _end_read_only_transaction(exc) -> None:
+        if exc is None and db.session.registry.has():
+            scoping.end_read_only_transaction(db.session())
+
 
 def configure_login(app: Flask) -> None:
     from saas.auth import sessions
