@@ -7,6 +7,7 @@ import uuid
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from saas import transactions
 from saas.config import Settings
 from saas.extensions import babel, csrf, db, limiter, login_manager, migrate
 
@@ -55,6 +56,7 @@ def configure_extensions(app: Flask, settings: Settings) -> None:
     from pathlib import Path
 
     db.init_app(app)
+    transactions.init_app(app, db)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
     babel.init_app(app, locale_selector=lambda: "fr", timezone_selector=lambda: "Europe/Paris")
@@ -78,12 +80,6 @@ def configure_tenancy(app: Flask, settings: Settings) -> None:
 
     scoping.install()
     resolver.init_app(app, settings.base_domain)
-
-    # Registered after Flask-SQLAlchemy's teardown, so it runs before the session is removed.
-    @app.teardown_appcontext
-    def _end_read_only_transaction(exc) -> None:
-        if exc is None and db.session.registry.has():
-            scoping.end_read_only_transaction(db.session())
 
 
 def configure_login(app: Flask) -> None:

@@ -108,10 +108,8 @@ _SET_SQL = (
     "SELECT set_config('app.current_tenant', %(tenant)s, true), "
     "set_config('app.current_user', %(user)s, true)"
 )
-# Keys in the connection's info: the (tenant, user) its open transaction carries, if known;
-# whether the open transaction ran anything but a SELECT.
+# Key in the DBAPI connection's info: the (tenant, user) its open transaction carries, if known.
 _PUSHED = "saas_rls_pushed"
-_WROTE = "saas_tx_wrote"
 
 
 def _rls_values() -> tuple[str, str]:
@@ -120,15 +118,9 @@ def _rls_values() -> tuple[str, str]:
 
 
 def _forget_pushed(conn, *args) -> None:
-    # A savepoint is rolled back: PostgreSQL's transaction-local settings are back to earlier
-    # values that are not assumed here. The next statement re-sends.
+    # A transaction begins or ends, or a savepoint is rolled back: PostgreSQL's transaction-local
+    # settings are back to earlier values that are not assumed here. The next statement re-sends.
     conn.info.pop(_PUSHED, None)
-
-
-def _transaction_boundary(conn, *args) -> None:
-    # A transaction begins or ends: nothing pushed, nothing written in the next one yet.
-    conn.info.pop(_PUSHED, None)
-    conn.info.pop(_WROTE, None)
 
 
 def _push(conn, dbapi_connection, wanted: tuple[str, str]) -> None:
@@ -195,53 +187,17 @@ def _before_cursor_execute(conn, cursor, statement, parameters, context, execute
     """Send the context's RLS settings ahead of a statement unless the transaction has them.
 
     Lazily, so a request pays one round trip per transaction (none when nothing is queried
-    after a context switch) instead of one per switch. Also notes whether the transaction ran
-    anything but a SELECT (see end_read_only_transaction).
+    after a context switch) instead of one per switch.
     """
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or statement.lstrip()[:24].upper().startswith(
+        _SAVEPOINT_CONTROL
+    ):
+        # Savepoint control may run in an aborted transaction, where any other SQL fails.
         return
-    head = statement.lstrip()[:24].upper()
-    if head.startswith("SELECT"):
-        conn.info.setdefault(_WROTE, False)
-    else:
-        conn.info[_WROTE] = True
-        if head.startswith(_SAVEPOINT_CONTROL):
-            # Savepoint control may run in an aborted transaction, where any other SQL fails.
-            return
     wanted = _rls_values()
     if conn.info.get(_PUSHED) != wanted:
         # A fresh plain cursor: the statement's own may be a named (server-side) cursor.
         _push(conn, cursor.connection, wanted)
-
-
-def end_read_only_transaction(session: Session) -> bool:
-    """Commit the session's open transaction if it only ran SELECTs on PostgreSQL.
-
-    For the data, committing such a transaction is the same as rolling it back. But psycopg
-    forgets a connection's prepared statements on every ROLLBACK, and a request's session ends
-    with one: then no query is ever prepared, and each request plans its queries anew (with
-    row-level security policies, planning costs more than running). Ending read-only requests
-    with COMMIT lets the hot queries be prepared once per connection. Anything else (pending
-    ORM changes, a write, a savepoint, another database, a failure) is left to the usual
-    rollback. Returns True when it committed.
-    """
-    if not session.in_transaction() or session.new or session.dirty or session.deleted:
-        return False
-    connections = _open_connections(session)
-    if not connections or any(
-        conn.dialect.name != "postgresql" or conn.info.get(_WROTE, True) for conn in connections
-    ):
-        return False
-    # Objects keep their loaded state, as when close() rolls back: a streamed response may
-    # still read them after the teardown.
-    expire, session.expire_on_commit = session.expire_on_commit, False
-    try:
-        session.commit()
-    except Exception:  # the connection is gone or the commit failed: close() rolls back
-        return False
-    finally:
-        session.expire_on_commit = expire
-    return True
 
 
 def refresh_rls_settings() -> None:
@@ -272,8 +228,8 @@ def _open_connections(session: Session) -> list:
     return list(unique.values())
 
 
-# Engine events at transaction boundaries.
-_BOUNDARY_EVENTS = ("begin", "commit", "rollback")
+# Engine events after which the transaction-local settings are no longer known.
+_RESET_EVENTS = ("begin", "commit", "rollback", "rollback_savepoint")
 
 
 def install(session_class=Session) -> None:
@@ -282,7 +238,6 @@ def install(session_class=Session) -> None:
         return
     event.listen(session_class, "do_orm_execute", _on_execute)
     event.listen(session_class, "before_flush", _before_flush)
-    for name in _BOUNDARY_EVENTS:
-        event.listen(sa.engine.Engine, name, _transaction_boundary)
-    event.listen(sa.engine.Engine, "rollback_savepoint", _forget_pushed)
+    for name in _RESET_EVENTS:
+        event.listen(sa.engine.Engine, name, _forget_pushed)
     event.listen(sa.engine.Engine, "before_cursor_execute", _before_cursor_execute)

@@ -7,11 +7,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Blueprint
 
-from saas import create_app
+from saas import create_app, transactions
 from saas.auth.models import ApiToken
 from saas.errors import ApiError
 from saas.extensions import csrf, db
-from saas.tenancy import scoping
 from tests.conftest import HostClient
 
 AUTH_QUERY = "%api_tokens.token_hash = %"
@@ -132,7 +131,7 @@ def test_any_statement_but_a_select_means_rollback(app, tenant_a, statement):
     with tenant_context(tenant_a):
         db.session.execute(sa.text("SELECT 1"))
         db.session.execute(sa.text(statement))
-        assert scoping.end_read_only_transaction(db.session()) is False
+        assert transactions.end_read_only_transaction(db.session()) is False
         assert db.session().in_transaction()
         db.session.rollback()
 
@@ -143,15 +142,15 @@ def test_only_selects_means_commit(app, tenant_a):
     with tenant_context(tenant_a):
         db.session.execute(sa.text("SELECT 1"))
         db.session.execute(sa.select(ApiToken)).all()
-        assert scoping.end_read_only_transaction(db.session()) is True
+        assert transactions.end_read_only_transaction(db.session()) is True
         assert not db.session().in_transaction()
         # Nothing ran in a new transaction: nothing to end.
-        assert scoping.end_read_only_transaction(db.session()) is False
+        assert transactions.end_read_only_transaction(db.session()) is False
 
 
 def test_sqlite_keeps_rolling_back(sqlite_app):
     db.session.execute(sa.text("SELECT 1"))
-    assert scoping.end_read_only_transaction(db.session()) is False
+    assert transactions.end_read_only_transaction(db.session()) is False
 
 
 def test_objects_read_before_the_commit_stay_readable_after_it(app, tenant_a, make_token):
@@ -161,6 +160,6 @@ def test_objects_read_before_the_commit_stay_readable_after_it(app, tenant_a, ma
     make_token(tenant_a)
     with tenant_context(tenant_a):
         token = db.session.execute(sa.select(ApiToken)).scalar_one()
-        assert scoping.end_read_only_transaction(db.session()) is True
+        assert transactions.end_read_only_transaction(db.session()) is True
     db.session.remove()
     assert token.name == "test"  # detached, and still loaded: no refresh attempted
