@@ -10,8 +10,10 @@ missed (the figures are the output), non-zero on errors.
     handler without tenancy: a route registered only in this process that skips host resolution,
     reads the token, its user, membership and commune in one query with `all_tenants=True`,
     through a role that bypasses RLS, with the scoping hooks detached. Both go through the same
-    Flask app and WSGI test client; the two arms alternate in rounds so machine drift cancels
-    out. Target: median overhead ≤ 10 %.
+    Flask app and WSGI test client, and both keep what is not tenancy: the rate-limit wrapper,
+    the session life cycle and its read-only COMMIT (saas/transactions.py, which keeps
+    psycopg's prepared statements alive in both arms). The two arms alternate in rounds so
+    machine drift cancels out. Target: median overhead ≤ 10 %.
 (b) Scale. Latency of `GET /api/v1/me` with 3 communes, then with 1,000 (bulk-inserted with
     members, tokens, custom domains and audit rows, so every index the request uses is
     populated), on the commune sub-domain and on a custom domain. Target: p50 ratio ≤ 1.1.
