@@ -45,7 +45,10 @@ BASE_DOMAIN = "mutualis.test"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "60"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "100"))
 BLOCK = 50  # requests of one arm in a row, alternating arms within a round
-LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "1500"))
+LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "3000"))
+# (b) alternates databases every few requests: the machine's drift (other processes, CPU
+# steal on a shared host) then weighs on both sides alike; blocks of 50 let it tilt one side.
+LATENCY_BLOCK = 5
 TOTAL_TENANTS = 1000
 OVERHEAD_TARGET = 10.0  # percent
 SCALE_TARGET = 1.10  # p50 ratio
@@ -337,19 +340,20 @@ def overhead(app, seeded) -> dict:
 
 
 def latency(pair: dict) -> dict:
-    """p50/p95 of GET /api/v1/me on each database, alternating blocks between them."""
+    """p50/p95 of GET /api/v1/me on each database, alternating every LATENCY_BLOCK requests."""
     out: dict = {}
     for label, host in (("sous-domaine", f"commune-1.{BASE_DOMAIN}"),
                         ("domaine propre", "demarches.commune-1.fr")):
         samples: dict[str, list[float]] = {name: [] for name in pair}
         for app, seeded in pair.values():  # warm-up
             batch(app.test_client(), "/api/v1/me", host, seeded[1]["token"], 100)
-        for r in range(LATENCY_SAMPLES // BLOCK):
+        clients = {name: app.test_client() for name, (app, _seeded) in pair.items()}
+        for r in range(LATENCY_SAMPLES // LATENCY_BLOCK):
             names = list(pair) if r % 2 == 0 else list(pair)[::-1]
             for name in names:
-                app, seeded = pair[name]
-                samples[name] += batch(app.test_client(), "/api/v1/me", host, seeded[1]["token"],
-                                       BLOCK)
+                _app, seeded = pair[name]
+                samples[name] += batch(clients[name], "/api/v1/me", host, seeded[1]["token"],
+                                       LATENCY_BLOCK)
         out[label] = {name: {"p50": _pct(sorted(v), 50), "p95": _pct(sorted(v), 95)}
                       for name, v in samples.items()}
     return out
@@ -398,7 +402,8 @@ def run(small_db, large_db, instance: Path) -> None:
         total = db.session.execute(sa.select(sa.func.count(Tenant.id))).scalar()
         big.extensions["saas_domain_cache"].refresh()
         db.session.remove()
-    print(f"\n(b) scale — GET /api/v1/me latency, {LATENCY_SAMPLES} requests per host and database"
+    print(f"\n(b) scale — GET /api/v1/me latency, {LATENCY_SAMPLES} requests per host and database,"
+          f" alternating databases every {LATENCY_BLOCK}"
           f"\n    second database {large_db.name}: 3 communes, then bulk insert to {total} "
           f"({time.perf_counter() - t1:.1f} s)")
     b = latency({"small": (app, seeded), "large": (big, big_seeded)})
