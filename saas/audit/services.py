@@ -55,14 +55,16 @@ def _request_actor() -> tuple[uuid.UUID | None, str, str | None]:
 
 
 def record(action: str, target: str | None = None, data: dict | None = None, *,
-           actor=None, platform: bool = False) -> None:
+           actor=None, platform: bool = False, ip: str | None = None) -> None:
     """Append an entry to the current tenant's chain (or the platform's) in the open transaction.
 
-    `actor` is a User or a label ("cli:root"); by default, the request's user.
+    `actor` is a User or a label ("cli:root"); by default, the request's user. `ip`: the client
+    address, when a job records what a request asked for (by default, the request's).
     """
     tenant_id = None if platform else current_tenant_id()
     model = AuditEvent if tenant_id else PlatformAuditEvent
-    actor_id, actor_label, ip = _request_actor()
+    actor_id, actor_label, request_ip = _request_actor()
+    ip = ip or request_ip
     if actor is not None:
         if isinstance(actor, str):
             actor_id, actor_label = None, actor

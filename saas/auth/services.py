@@ -13,11 +13,12 @@ import logging
 import secrets
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
-from flask import current_app, g, session, url_for
+from flask import current_app, g, has_request_context, request, session
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
@@ -29,10 +30,10 @@ from saas.auth import passwords, totp
 from saas.auth.models import Membership, Role, UsedNonce, User
 from saas.auth.sessions import ABSOLUTE_LIFETIME, session_scope_key
 from saas.extensions import db, limiter
-from saas.hosts import tenant_url
+from saas.hosts import console_url, tenant_url
 from saas.mail import send_mail
 from saas.modelbase import utcnow
-from saas.tenancy.context import current_user_id, set_user
+from saas.tenancy.context import current_user_id, set_user, tenant_context
 from saas.tenancy.models import Tenant
 
 log = logging.getLogger("saas.auth")
@@ -450,37 +451,72 @@ def _password_fingerprint(user: User) -> str:
     return hmac.new(current_app.secret_key.encode(), raw, hashlib.sha256).hexdigest()[:32]
 
 
-def make_reset_token(user: User) -> str:
+def make_reset_token(user: User, scope: str | None = None) -> str:
+    """A reset link's token, valid on the host whose session scope is `scope` (default: this one)."""
     return _serializer(_RESET_SALT).dumps(
-        {"u": str(user.id), "s": session_scope_key(), "f": _password_fingerprint(user)}
+        {"u": str(user.id), "s": scope or session_scope_key(), "f": _password_fingerprint(user)}
     )
 
 
 def request_password_reset(email: str) -> None:
-    """Mail a reset link if the address has an account on this host; say nothing either way."""
-    user = find_user(email)
-    if user is None or access_role(user) is None:
+    """Queue the reset mail for this host; say nothing of whether the address has an account.
+
+    The job finds out, and mails only a person with access here. The request does the same work
+    whatever the address (one job queued), so neither the page nor its timing tells.
+    """
+    from saas.auth.tasks import RESET_MAIL
+    from saas.jobs.api import enqueue
+
+    if g.get("host_kind") not in ("tenant", "console"):
         return
-    link = url_for("auth.reset_password", token=make_reset_token(user), _external=True)
-    place = g.tenant.name if g.get("tenant") is not None else _("la console intercommunale")
+    tenant = g.get("tenant")
+    enqueue(RESET_MAIL, email=normalise_email(email)[:254],
+            tenant_id=str(tenant.id) if tenant is not None else None,
+            ip=request.remote_addr if has_request_context() else None)
+    db.session.commit()
+
+
+def role_in(user: User, tenant: Tenant | None) -> str | None:
+    """The user's role in `tenant` ("platform" for a platform admin when None), or None."""
+    if not user.active:
+        return None
+    if tenant is None:
+        return "platform" if user.is_platform_admin else None
+    with tenant_context(tenant):
+        membership = db.session.execute(
+            db.select(Membership).where(Membership.user_id == user.id)
+        ).scalar_one_or_none()
+    return membership.role if membership else None
+
+
+def send_reset_mail(email: str, tenant: Tenant | None, ip: str | None = None) -> bool:
+    """Mail a reset link to the account `email` for `tenant` (the console when None), if it has
+    access there. Returns whether a mail went out. Runs in a job (saas.auth.tasks), whose
+    success commits the audit entry; a retried job may send the mail again, never none."""
+    user = find_user(email)
+    if user is None or role_in(user, tenant) is None:
+        return False
+    scope = str(tenant.id) if tenant is not None else "console"
+    path = "/auth/reset/" + make_reset_token(user, scope)
+    link = tenant_url(tenant, path) if tenant is not None else console_url(path)
+    place = tenant.name if tenant is not None else _("la console intercommunale")
     subject = _("Réinitialisation de votre mot de passe – %(place)s", place=place)
     body = _(
         "Bonjour %(name)s,\n\n"
         "Quelqu'un (vous, sans doute) a demandé à réinitialiser le mot de passe de votre compte "
         "sur %(place)s.\n\n"
-        "Pour choisir un nouveau mot de passe, ouvrez ce lien dans l'heure qui vient :\n\n"
+        "Pour choisir un nouveau mot de passe, ouvrez ce lien dans l'heure qui vient :\n\n"
         "%(link)s\n\n"
         "Le lien ne sert qu'une fois. Si vous n'êtes pas à l'origine de cette demande, ignorez "
-        "ce message : votre mot de passe actuel reste valable.\n",
+        "ce message : votre mot de passe actuel reste valable.\n",
         name=user.name, place=place, link=link,
     )
-    try:
-        send_mail(user.email, subject, body)
-    except Exception:  # the answer must not differ between known and unknown addresses
-        log.exception("password reset mail could not be sent to user %s", user.id)
-        return
-    audit("auth.password_reset.request", actor=user)
-    db.session.commit()
+    # A failure raises: the job is retried later (the link stays valid an hour from sending).
+    send_mail(user.email, subject, body)
+    with tenant_context(tenant) if tenant is not None else nullcontext():
+        record("auth.password_reset.request", None, {}, actor=user, platform=tenant is None,
+               ip=ip)
+    return True
 
 
 def check_reset_token(token: str) -> tuple[User | None, str | None]:

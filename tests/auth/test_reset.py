@@ -8,6 +8,7 @@ import time
 from urllib.parse import urlsplit
 
 from saas.extensions import db
+from saas.jobs import run_pending
 from saas.modelbase import utcnow
 from tests.auth.helpers import (
     audit_entries,
@@ -24,8 +25,12 @@ NEW_PASSWORD = "Un-tout-nouveau-secret-42"
 SENT = "Si un compte correspond à cette adresse"
 
 
-def _ask_reset(client, email):
-    return post_form(client, "/auth/forgot", {"email": email})
+def _ask_reset(client, email, *, run_jobs=True):
+    """Ask for a reset link, then run the queued mail job as a worker would."""
+    response = post_form(client, "/auth/forgot", {"email": email})
+    if run_jobs:
+        run_pending()
+    return response
 
 
 def _link_in_mail(smtp_server, email) -> str:
@@ -164,3 +169,74 @@ def test_forgot_form_is_throttled_per_address(tenant_a, client_for, smtp_server)
                                                   "email": f"p{i}@example.org"}).status_code
                 for i in range(6)]
     assert statuses == [200] * 5 + [429]
+
+
+def _reset_jobs():
+    import sqlalchemy as sa
+
+    from saas.jobs.models import QueueEntry
+
+    db.session.expire_all()
+    return db.session.execute(
+        sa.select(QueueEntry).where(QueueEntry.kind == "auth.reset_mail").order_by(QueueEntry.created_at)
+    ).scalars().all()
+
+
+def test_the_request_only_queues_one_job_whoever_asks(tenant_a, tenant_b, make_user, client_for,
+                                                      smtp_server):
+    """The same work in the request for an account, an unknown address or another commune's
+    member: one job, no mail yet, nothing that could be timed."""
+    member, outsider = make_user(tenant_a, "agent"), make_user(tenant_b, "agent")
+    for email in (member.email, "personne@example.org", outsider.email):
+        assert _ask_reset(client_for(tenant_a), email, run_jobs=False).status_code == 200
+    assert smtp_server.messages == []
+    jobs = _reset_jobs()
+    assert [job.state for job in jobs] == ["queued"] * 3 and {job.tenant_id for job in jobs} == {None}
+    run_pending()
+    assert [m["To"] for m in smtp_server.messages] == [member.email]
+    assert [job.state for job in _reset_jobs()] == ["succeeded"] * 3
+
+
+def test_a_mail_relay_failure_is_retried_not_lost(tenant_a, make_user, client_for, smtp_server):
+    import sqlalchemy as sa
+
+    from saas.jobs.models import QueueEntry
+
+    user = make_user(tenant_a, "agent")
+    smtp_server.refuse_next(1)
+    _ask_reset(client_for(tenant_a), user.email)
+    assert smtp_server.messages == []
+    (job,) = _reset_jobs()
+    assert job.state == "queued" and job.attempts == 1 and job.next_try > utcnow()  # backing off
+    db.session.execute(sa.update(QueueEntry).where(QueueEntry.id == job.id)
+                       .values(next_try=utcnow()))  # its back-off has elapsed
+    db.session.commit()
+    run_pending()
+    assert _reset_jobs()[0].state == "succeeded"
+    link = _link_in_mail(smtp_server, user.email)
+    assert urlsplit(link).hostname == "commune-a.mutualis.test"
+    assert [a for a, *_ in audit_entries(tenant_a)].count("auth.password_reset.request") == 1
+
+
+def test_console_reset_for_a_platform_admin(make_user, client_for, smtp_server):
+    admin = make_user(None, platform_admin=True)
+    agent = make_user(None)  # not a platform admin: no account on the console
+    for email in (admin.email, agent.email):
+        _ask_reset(client_for("admin"), email)
+    assert [m["To"] for m in smtp_server.messages] == [admin.email]
+    link = _link_in_mail(smtp_server, admin.email)
+    assert urlsplit(link).hostname == "admin.mutualis.test"
+    page = client_for("admin").get(urlsplit(link).path)
+    assert page.status_code == 200 and admin.email in page.get_data(as_text=True)
+
+
+def test_no_mail_for_a_commune_suspended_meanwhile(tenant_a, make_user, client_for, smtp_server):
+    from saas.tenancy.models import TenantStatus
+
+    user = make_user(tenant_a, "agent")
+    _ask_reset(client_for(tenant_a), user.email, run_jobs=False)
+    tenant_a.status = TenantStatus.SUSPENDED
+    db.session.commit()
+    run_pending()
+    assert smtp_server.messages == []
+    assert _reset_jobs()[0].state == "succeeded"

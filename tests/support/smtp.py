@@ -12,8 +12,12 @@ from aiosmtpd.controller import Controller
 class _Inbox:
     def __init__(self):
         self.messages: list[Message] = []
+        self.refuse = 0  # the next `refuse` messages get a temporary failure
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        if self.refuse > 0:
+            self.refuse -= 1
+            return "451 4.3.0 Temporary failure, try again later"
         self.messages.append(email.message_from_bytes(envelope.original_content))
         return "250 Message accepted for delivery"
 
@@ -39,6 +43,11 @@ class SmtpServer:
 
     def clear(self) -> None:
         self.inbox.messages.clear()
+        self.inbox.refuse = 0
+
+    def refuse_next(self, count: int = 1) -> None:
+        """Answer the next `count` messages with a temporary failure (451), as a busy relay."""
+        self.inbox.refuse = count
 
     def last_to(self, address: str) -> Message:
         for msg in reversed(self.messages):
