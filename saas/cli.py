@@ -77,7 +77,7 @@ def serve_command(bind: str | None, workers: int | None) -> None:
 
 def _register_groups() -> None:
     from saas.audit.cli import audit_group
-    from saas.auth.cli import tokens_group, users_group
+    from saas.auth.cli import keys_group, tokens_group, users_group
     from saas.demo import demo_group
     from saas.jobs.cli import jobs_group, scheduler_command, worker_command
     from saas.tenancy.cli import tenants_group
@@ -85,6 +85,7 @@ def _register_groups() -> None:
     main.add_command(tenants_group)
     main.add_command(users_group)
     main.add_command(tokens_group)
+    main.add_command(keys_group)
     main.add_command(audit_group)
     main.add_command(demo_group)
     main.add_command(worker_command)

@@ -21,6 +21,7 @@ SETTING_KEYS = (
     "S3_BUCKET_PREFIX",
     "BASE_DOMAIN",
     "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
     "INSTANCE_PATH",
     "SMTP_HOST",
     "SMTP_PORT",
@@ -65,6 +66,8 @@ class Settings:
     cookie_secure: bool
     production: bool
     proxy_hops: int = 0
+    # Former secret keys, still accepted while they are rotated out (newest first).
+    secret_key_fallbacks: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -74,6 +77,8 @@ class Settings:
     def flask_config(self) -> dict:
         return {
             "SECRET_KEY": self.secret_key,
+            # Flask 3.1 reads these for session cookies; saas.keys for everything else.
+            "SECRET_KEY_FALLBACKS": list(self.secret_key_fallbacks),
             "SQLALCHEMY_DATABASE_URI": self.database_url,
             "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(self.database_url),
             "SESSION_COOKIE_HTTPONLY": True,
@@ -165,6 +170,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
         cookie_secure=_truthy(get("COOKIE_SECURE"), default=production),
         production=production,
         proxy_hops=int(get("PROXY_HOPS") or 0),
+        secret_key_fallbacks=tuple(
+            key for key in (part.strip() for part in (get("SECRET_KEY_FALLBACKS") or "").split(","))
+            if key and key != secret_key
+        ),
     )
 
 

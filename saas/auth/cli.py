@@ -180,3 +180,40 @@ def revoke_token_command(slug: str, token_id: str) -> None:
         db.session.commit()
     click.echo(_("Jeton %(id)s révoqué.", id=token_id) if changed
                else _("Jeton %(id)s déjà révoqué : rien à faire.", id=token_id))
+
+
+keys_group = click.Group("keys", help="Clé secrète de la plateforme (rotation).")
+
+
+@keys_group.command("reencrypt")
+@with_appcontext
+def reencrypt_command() -> None:
+    """Re-chiffrer les secrets TOTP sous la clé actuelle, après une rotation de SAAS_SECRET_KEY.
+
+    À lancer une fois la nouvelle clé en place et l'ancienne dans SAAS_SECRET_KEY_FALLBACKS ;
+    ensuite l'ancienne clé peut être retirée sans rendre les seconds facteurs illisibles.
+    """
+    from saas.auth import totp
+    from saas.auth.models import User
+    from saas.extensions import db
+
+    moved = unreadable = kept = 0
+    users = db.session.execute(
+        db.select(User).where(User.totp_secret_enc.is_not(None)).order_by(User.email)
+    ).scalars().all()
+    for user in users:
+        try:
+            if totp.under_former_key(user.totp_secret_enc):
+                user.totp_secret_enc = totp.reencrypt_secret(user.totp_secret_enc)
+                moved += 1
+            else:
+                kept += 1
+        except totp.SecretUnreadable:
+            unreadable += 1
+            click.echo(_("Illisible avec toutes les clés connues : %(email)s", email=user.email),
+                       err=True)
+    db.session.commit()
+    click.echo(_("%(moved)d secret(s) re-chiffré(s), %(kept)d déjà sous la clé actuelle, "
+                 "%(bad)d illisible(s).", moved=moved, kept=kept, bad=unreadable))
+    if unreadable:
+        raise SystemExit(1)

@@ -7,8 +7,6 @@ limiter's storage (addresses without an account here), never in process memory.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -18,13 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
-from flask import current_app, g, has_request_context, request, session
+from flask import g, has_request_context, request, session
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
 
+from saas import keys
 from saas.audit.services import record
 from saas.auth import passwords, totp
 from saas.auth.models import Membership, Role, UsedNonce, User
@@ -201,8 +200,7 @@ def _phantom_key(email: str) -> str:
     # Addresses without an account on this host lock like real accounts, so the lock message
     # does not reveal which addresses exist. Keyed by host and address, hashed with the secret.
     raw = f"{session_scope_key()}|{email}".encode()
-    digest = hmac.new(current_app.secret_key.encode(), raw, hashlib.sha256).hexdigest()[:32]
-    return f"saas-auth-phantom:{digest}"
+    return f"saas-auth-phantom:{keys.hmac_hex(keys.current_key(), raw)}"
 
 
 def _phantom_locked_until(email: str) -> datetime | None:
@@ -442,13 +440,16 @@ def disable_totp(user: User, code: str) -> str | None:
 
 
 def _serializer(salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt=salt)
+    return keys.serializer(salt)
+
+
+def _fingerprint_data(user: User) -> bytes:
+    # Changes with the password and with the session version: a used link dies with them.
+    return f"{user.password_hash or ''}|{user.session_version}".encode()
 
 
 def _password_fingerprint(user: User) -> str:
-    # Changes with the password and with the session version: a used link dies with them.
-    raw = f"{user.password_hash or ''}|{user.session_version}".encode()
-    return hmac.new(current_app.secret_key.encode(), raw, hashlib.sha256).hexdigest()[:32]
+    return keys.hmac_hex(keys.current_key(), _fingerprint_data(user))
 
 
 def make_reset_token(user: User, scope: str | None = None) -> str:
@@ -535,7 +536,7 @@ def check_reset_token(token: str) -> tuple[User | None, str | None]:
         return None, "invalid"
     if user is None or access_role(user) is None:
         return None, "invalid"
-    if not hmac.compare_digest(str(data.get("f", "")), _password_fingerprint(user)):
+    if not keys.hmac_matches(str(data.get("f", "")), _fingerprint_data(user)):
         return None, "used"
     return user, None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hmac
 import time
 import uuid
@@ -11,11 +10,9 @@ from urllib.parse import quote
 import pyotp
 import qrcode
 import qrcode.image.svg
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
+from cryptography.fernet import InvalidToken, MultiFernet
 
+from saas import keys
 from saas.extensions import db
 
 ISSUER = "Mutualis"
@@ -28,11 +25,8 @@ class SecretUnreadable(RuntimeError):
     """The stored secret cannot be decrypted (the platform's SECRET_KEY changed)."""
 
 
-def _fernet() -> Fernet:
-    key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"mutualis-totp", info=b"totp-secret-v1"
-    ).derive(current_app.config["SECRET_KEY"].encode())
-    return Fernet(base64.urlsafe_b64encode(key))
+def _fernet() -> MultiFernet:
+    return keys.fernet(b"mutualis-totp", b"totp-secret-v1")
 
 
 def new_secret() -> str:
@@ -48,7 +42,25 @@ def decrypt_secret(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise SecretUnreadable("TOTP secret cannot be decrypted with the current key") from exc
+        raise SecretUnreadable("TOTP secret cannot be decrypted with the current key "
+                               "nor with SAAS_SECRET_KEY_FALLBACKS") from exc
+
+
+def under_former_key(token: str) -> bool:
+    """Whether the secret was encrypted under a fallback key, not the current one."""
+    try:
+        keys.fernet(b"mutualis-totp", b"totp-secret-v1", current_only=True).decrypt(token.encode())
+    except InvalidToken:
+        return True
+    return False
+
+
+def reencrypt_secret(token: str) -> str:
+    """The same secret, encrypted under the current key (after a key rotation)."""
+    try:
+        return _fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretUnreadable("TOTP secret cannot be decrypted with any known key") from exc
 
 
 def normalise_code(code: str) -> str:
@@ -95,6 +107,9 @@ def verify_user_code(user, code: str) -> bool:
     if step is None or not consume_step(user.id, step):
         return False
     db.session.refresh(user, ["totp_last_step"])
+    if under_former_key(user.totp_secret_enc):
+        # After a key rotation, each secret moves to the new key at its next use.
+        user.totp_secret_enc = reencrypt_secret(user.totp_secret_enc)
     return True
 
 
