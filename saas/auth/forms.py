@@ -46,5 +46,15 @@ class ResetForm(FlaskForm):
         EqualTo("password", message=_l("Les deux mots de passe ne sont pas identiques."))])
 
 
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField(_l("Mot de passe actuel"), validators=[
+        InputRequired(message=_l("Saisissez votre mot de passe actuel.")), Length(max=1024)])
+    password = PasswordField(_l("Nouveau mot de passe"), validators=[
+        InputRequired(message=_l("Choisissez un nouveau mot de passe."))])
+    confirm = PasswordField(_l("Confirmez le nouveau mot de passe"), validators=[
+        InputRequired(message=_l("Saisissez une seconde fois le nouveau mot de passe.")),
+        EqualTo("password", message=_l("Les deux mots de passe ne sont pas identiques."))])
+
+
 class SwitchForm(FlaskForm):
     slug = HiddenField(validators=[InputRequired(), Length(max=40)])

@@ -18,7 +18,14 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from saas.auth import services, totp
-from saas.auth.forms import ForgotForm, LoginForm, ResetForm, SwitchForm, TotpForm
+from saas.auth.forms import (
+    ForgotForm,
+    LoginForm,
+    PasswordChangeForm,
+    ResetForm,
+    SwitchForm,
+    TotpForm,
+)
 from saas.auth.passwords import password_problem
 from saas.auth.services import Status
 from saas.extensions import limiter
@@ -183,15 +190,40 @@ def _issuer() -> str:
 # --- account and security ---------------------------------------------------------------
 
 
-@bp.get("/account")
-@login_required
-def account():
+def _account_page(**forms):
     return render_template(
         "auth/account.html",
         communes=services.memberships_of(current_user),
         totp_mandatory=services.totp_required_anywhere(current_user),
-        disable_form=TotpForm(),
+        disable_form=forms.pop("disable_form", None) or TotpForm(),
+        password_form=forms.pop("password_form", None) or PasswordChangeForm(formdata=None),
+        **forms,
     )
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return _account_page()
+
+
+@bp.post("/account/password")
+@login_required
+@reset_limit
+def account_password():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        refused = services.change_password(current_user._get_current_object(), form.current.data,
+                                           form.password.data)
+        if refused is None:
+            flash(_("Mot de passe changé. Vos autres sessions ont été fermées."), "success")
+            return redirect(url_for("auth.account"))
+        name, message = refused
+        field = getattr(form, name)
+        field.errors = [*field.errors, message]
+    for name in ("current", "password", "confirm"):
+        getattr(form, name).data = ""  # never echo passwords back into the page
+    return _account_page(password_form=form), 422
 
 
 @bp.route("/account/totp", methods=["GET", "POST"])
@@ -223,13 +255,7 @@ def account_totp_disable():
         if error is None:
             flash(_("Double authentification désactivée."), "success")
             return redirect(url_for("auth.account"))
-    return render_template(
-        "auth/account.html",
-        communes=services.memberships_of(current_user),
-        totp_mandatory=services.totp_required_anywhere(current_user),
-        disable_form=form,
-        disable_error=error,
-    ), 200
+    return _account_page(disable_form=form, disable_error=error), 200
 
 
 # --- password reset ---------------------------------------------------------------------

@@ -551,6 +551,29 @@ def reset_password(user: User, new_password: str) -> None:
     db.session.commit()
 
 
+def change_password(user: User, current: str, new: str) -> tuple[str, str] | None:
+    """Change the password of the logged-in `user`; return (field, why) if refused, or None.
+
+    Every other session of the account ends (the session version changes); this one carries
+    on under the new version, second factor included.
+    """
+    if not passwords.verify_password(user.password_hash, current):
+        audit("auth.password_change", actor=user, data={"result": "failure", "reason": "bad_password"})
+        db.session.commit()
+        return "current", _("Mot de passe actuel incorrect.")
+    problem = passwords.password_problem(new, email=user.email, name=user.name)
+    if problem is not None:
+        return "password", problem
+    if passwords.verify_password(user.password_hash, new):
+        return "password", _("Le nouveau mot de passe doit être différent de l'actuel.")
+    user.password_hash = passwords.hash_password(new)
+    user.session_version += 1
+    audit("auth.password_change", actor=user, data={"result": "success"})
+    db.session.commit()
+    login_user(user)  # this session's key follows the new version; scope, sid, 2FA are kept
+    return None
+
+
 # --- commune switch ---------------------------------------------------------------------
 
 
