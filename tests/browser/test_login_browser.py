@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-
 import pytest
-from werkzeug.serving import make_server
 
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--host-resolver-rules=MAP *.mutualis.test 127.0.0.1, MAP mutualis.test 127.0.0.1",
-]
-
-
-def _require_chromium() -> None:
-    if os.path.exists(CHROMIUM):
-        return
-    if os.environ.get("SAAS_SKIP_BROWSER") == "1":
-        pytest.skip("SAAS_SKIP_BROWSER=1: browser tests skipped on request")
-    pytest.fail(f"Chromium is missing at {CHROMIUM}: install it (apt-get install -y chromium) "
-                "or set SAAS_SKIP_BROWSER=1 to skip the browser tests explicitly.")
-
-
-@pytest.fixture
-def live_port(app):
-    """Serve the PostgreSQL test app on 127.0.0.1:<free port> from a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_port
-    server.shutdown()
-    thread.join(timeout=5)
 
 
 def _focused(page) -> str:
@@ -51,7 +19,7 @@ def _no_horizontal_scroll(page) -> bool:
 
 
 def test_login_on_a_phone_with_the_keyboard_only(live_port, tenant_a, make_user):
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     user = make_user(tenant_a, "agent", name="Alice Martin")
