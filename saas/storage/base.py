@@ -319,13 +319,62 @@ class HashingReader:
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         self._hash.update(data)
         self.size += len(data)
+        self._check_length()
+        return data
+
+    def readinto(self, buffer: bytearray, *, piece: int = CHUNK_SIZE) -> int:
+        """Fill `buffer` from the source (short only at EOF); return the number of bytes.
+
+        The source is asked for at most `piece` bytes at a time and each piece is hashed and
+        copied into the buffer as it arrives: one copy, and no second part-sized allocation.
+        """
+        size = len(buffer)
+        if self._eof or size == 0:
+            return 0
+        have = 0
+        with memoryview(buffer) as view:
+            while have < size:
+                wanted = min(piece, size - have)
+                data = self._read_once(wanted)
+                if not data:
+                    self._eof = True
+                    break
+                if len(data) > wanted:
+                    raise ValueError(f"stream read({wanted}) returned {len(data)} bytes")
+                view[have:have + len(data)] = data
+                self._hash.update(data)
+                have += len(data)
+                self.size += len(data)
+                self._check_length()
+        self._check_length()
+        return have
+
+    def read_pieces(self, limit: int, *, piece: int = CHUNK_SIZE) -> list[bytes]:
+        """Read up to `limit` bytes (fewer only at EOF) as the source's pieces, uncopied."""
+        pieces: list[bytes] = []
+        have = 0
+        while have < limit and not self._eof:
+            data = self._read_once(min(piece, limit - have))
+            if not data:
+                self._eof = True
+                break
+            if len(data) > limit - have:
+                raise ValueError(f"stream read({limit - have}) returned {len(data)} bytes")
+            pieces.append(data)
+            self._hash.update(data)
+            have += len(data)
+            self.size += len(data)
+            self._check_length()
+        self._check_length()
+        return pieces
+
+    def _check_length(self) -> None:
         if self._expected >= 0 and self.size > self._expected:
             raise ValueError(f"stream is longer than the announced length {self._expected}")
         if self._eof and self._expected >= 0 and self.size != self._expected:
             raise ValueError(
                 f"stream ended after {self.size} bytes, announced length {self._expected}"
             )
-        return data
 
     @property
     def sha256(self) -> str:

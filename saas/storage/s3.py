@@ -1,17 +1,27 @@
 """S3 object store on the minio SDK, kept to standard S3 calls (MinIO, Garage, SeaweedFS, Ceph RGW).
 
-Each tenant has a versioned bucket. Uploads stream through a SHA-256 hasher; the SDK holds
-one part (16 MiB) in memory at a time and aborts the multipart upload if anything fails, so a
-failed put leaves no visible object. An object that fits in one part is hashed before the
-request, so its SHA-256 is also stored as metadata and reported by stat()/get(); for
-multipart objects only put() knows it (callers record what put() returns).
+Each tenant has a versioned bucket. Uploads stream through a SHA-256 hasher. An object that
+fits in one part goes up in one request, hashed before it, so its SHA-256 is also stored as
+metadata and reported by stat()/get(); for multipart objects only put() knows it (callers
+record what put() returns).
+
+Multipart uploads are our own (on the SDK's multipart calls) rather than put_object's: the
+calling thread reads the parts in order, hashing them, and a few threads send them in
+parallel. Reading waits for one of `upload_threads` + 1 recycled part buffers, so memory
+stays bounded however fast the client and however slow the S3 server (the SDK's parallel
+mode queues parts without limit). Any failure aborts the multipart upload, so a failed put
+leaves no visible object and no parts.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
@@ -21,6 +31,7 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.commonconfig import GOVERNANCE, ComposeSource
+from minio.datatypes import Part
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.versioningconfig import ENABLED, VersioningConfig
 
@@ -47,6 +58,8 @@ from saas.storage.base import (
 )
 
 PART_SIZE = 16 * 1024 * 1024
+# Parts sent at once by one put (the SDK's own default for put_object).
+UPLOAD_THREADS = 3
 _MAX_PARTS = 10_000
 _MIB = 1024 * 1024
 _META = "x-amz-meta-"
@@ -54,6 +67,8 @@ _SHA256_META = f"{_META}{RESERVED_METADATA_PREFIX}sha256"
 
 # Failures that mean "the endpoint did not answer properly", as opposed to an S3 error reply.
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, OSError)
+
+log = logging.getLogger("saas.storage")
 
 
 def parse_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
@@ -74,36 +89,43 @@ def parse_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
     return parts.netloc, parts.scheme == "https"
 
 
-class _HeadThenRest:
-    """Serve an already-read first block, then the rest of the hashing reader."""
+class _PartBuffers:
+    """The part buffers of one put: at most `count`, made on demand, recycled as parts are sent.
 
-    def __init__(self, head: bytes, rest: HashingReader):
-        self._head = head
-        self._rest = rest
+    take() blocks while every buffer is in use: that is the back-pressure on the reader.
+    """
 
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0 or size >= len(self._head):
-                head, self._head = self._head, b""
-                return head  # the very block, not a copy: it is a whole part
-            head, self._head = self._head[:size], self._head[size:]
-            return head
-        return self._rest.read(size)
+    def __init__(self, size: int, count: int):
+        self.size = size
+        self._unmade = count
+        self._free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
 
+    def take(self) -> bytearray:
+        """Return a free buffer of `size` bytes, waiting for one when all are in use."""
+        try:
+            item = self._free.get_nowait()
+        except queue.Empty:
+            if self._unmade > 0:
+                self._unmade -= 1
+                return bytearray(self.size)
+            item = self._free.get()
+        return item if item is not None else bytearray(self.size)
 
-class _Block:
-    """A read-once view of bytes that hands the SDK the block itself instead of a copy."""
+    def claim(self) -> None:
+        """Count a part read into memory elsewhere (the first one, as bytes) as a buffer."""
+        self._unmade -= 1
 
-    def __init__(self, data: bytes):
-        self._data = data
+    def give(self, buffer: bytes | bytearray) -> None:
+        """Hand a part's memory back once the part is sent (or will not be)."""
+        self._free.put(buffer if isinstance(buffer, bytearray) else None)
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._data
-        if size < 0 or size >= len(data):
-            self._data = b""
-            return data
-        self._data = data[size:]
-        return data[:size]
+    def clear(self) -> None:
+        """Drop the free buffers (their memory goes back as soon as the put returns)."""
+        while True:
+            try:
+                self._free.get_nowait()
+            except queue.Empty:
+                return
 
 
 def _info_from_headers(key: str, headers) -> StoredObject:
@@ -150,15 +172,23 @@ class S3Store(ObjectStore):
     def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False,
                  region: str = "us-east-1", bucket_prefix: str = "mutualis-", *,
                  connect_timeout: float = 10.0, read_timeout: float = 300.0,
-                 connect_retries: int = 2):
+                 connect_retries: int = 2, part_size: int = PART_SIZE,
+                 upload_threads: int = UPLOAD_THREADS):
         self.endpoint, self.secure = parse_endpoint(endpoint, secure)
         self.region = region
         self.bucket_prefix = bucket_prefix
+        if part_size < 5 * _MIB or part_size % _MIB:
+            raise ValueError("part_size must be a whole number of MiB, at least 5 (S3's minimum)")
+        if upload_threads < 1:
+            raise ValueError("upload_threads must be at least 1")
+        self.part_size = part_size
+        self.upload_threads = upload_threads
         # Our own pool rather than the SDK default: the default retries a refused connection
         # for ~6 s, which turns a down endpoint into hung health checks and requests.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            maxsize=10,
+            # Kept connections: every request thread's parallel part uploads reuse theirs.
+            maxsize=32,
             cert_reqs="CERT_REQUIRED",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
             retries=urllib3.Retry(
@@ -261,42 +291,51 @@ class S3Store(ObjectStore):
     def put(self, tenant, key: str, stream: BinaryIO, *, length: int = -1,
             content_type: str = "application/octet-stream",
             metadata: dict[str, str] | None = None) -> StoredObject:
-        """Stream into a new version, one part in memory at a time, hashing SHA-256 on the fly."""
+        """Stream into a new version, hashing SHA-256 on the fly; parts go up in parallel.
+
+        At most `upload_threads` + 1 parts are in memory: the ones being sent and the one
+        being read. Any failure aborts the multipart upload: no object, no version, no parts.
+        """
         validate_key(key)
         validate_content_type(content_type)
         user_metadata = validate_metadata(metadata)
         bucket = self.bucket_name(tenant)
         length = -1 if length is None else length
-        part_size = PART_SIZE
-        if length > PART_SIZE * _MAX_PARTS:
+        part_size = self.part_size
+        if length > part_size * _MAX_PARTS:
             # S3 allows 10,000 parts: grow the parts (whole MiB) for very large known sizes.
             part_size = math.ceil(length / _MAX_PARTS / _MIB) * _MIB
         headers = {f"{_META}{k}": encode_metadata_value(v) for k, v in user_metadata.items()}
+        headers["Content-Type"] = content_type
         reader = HashingReader(stream, length)
+        buffers = _PartBuffers(part_size, self.upload_threads + 1)
         try:
-            head = reader.read(part_size + 1)
-            if len(head) <= part_size:
-                # The whole object is in hand (the SDK would buffer it anyway), so its hash
-                # can travel as metadata in the same request.
+            pieces = reader.read_pieces(part_size)
+            body: bytes | None = b"".join(pieces)  # one piece: no copy
+            pieces.clear()
+            if len(body) == part_size:
+                # Perhaps the first of several parts: read the next one to know.
+                buffers.claim()
+                second = buffers.take()
+                second_size = reader.readinto(second)
+                if second_size:
+                    # The list is the parts' only reference: _put_parts drops each once sent.
+                    parts = [(body, part_size), (second, second_size)]
+                    body = second = None
+                    result = self._put_parts(bucket, key, headers, reader, buffers, parts)
+            if body is not None:
+                # The whole object is in hand, so its hash travels as metadata in the request.
                 headers[_SHA256_META] = reader.sha256
-                data, size = _Block(head), len(head)
-            else:
-                data, size = _HeadThenRest(head, reader), -1
-            del head  # the part now lives in `data` only, and leaves it when the SDK reads it
-            result = self._client.put_object(
-                bucket, key, data, size,
-                content_type=content_type,
-                metadata=headers,
-                part_size=part_size,
-                # Sequential parts: memory stays at one part per upload, not one per thread.
-                num_parallel_uploads=1,
-            )
-        except Exception as exc:
+                result = self._client._put_object(bucket, key, body, headers)
+                del body
+        except BaseException as exc:
             # The stream's own errors (and a length mismatch) reach the caller unchanged.
             mapped = self._map_error(exc, bucket, key, None)
             if exc is reader.source_error or isinstance(exc, ValueError) or mapped is exc:
                 raise
             raise mapped from exc
+        finally:
+            buffers.clear()
         sha256 = reader.sha256
         try:
             info = self.stat(tenant, key, version_id=result.version_id)
@@ -314,6 +353,66 @@ class S3Store(ObjectStore):
             last_modified=last_modified,
             metadata=user_metadata,
         )
+
+    def _put_parts(self, bucket: str, key: str, headers: dict[str, str], reader: HashingReader,
+                   buffers: _PartBuffers, pending: list[tuple[bytes | bytearray, int]]):
+        """Multipart upload of the `pending` parts already read, then of the rest of `reader`.
+
+        The calling thread reads the parts in order (the reader hashes them) and a pool of
+        `upload_threads` sends them; reading waits for a free buffer, so a fast client cannot
+        outrun the S3 server. On any failure nothing more is sent, the parts in flight are
+        waited for and the multipart upload is aborted.
+        """
+        client = self._client
+        upload_id = client._create_multipart_upload(bucket, key, dict(headers))
+        etags: dict[int, str] = {}
+        errors: list[BaseException] = []
+        failed = threading.Event()
+
+        def send(number: int, buffer: bytes | bytearray, size: int) -> None:
+            try:
+                if not failed.is_set():  # once a part failed, send nothing more
+                    with memoryview(buffer) as view:
+                        etags[number] = client._upload_part(
+                            bucket, key, view[:size], None, upload_id, number)
+            except BaseException as exc:
+                errors.append(exc)
+                failed.set()
+            finally:
+                buffers.give(buffer)
+
+        pool = ThreadPoolExecutor(self.upload_threads, thread_name_prefix="s3-part")
+        number = 0
+        try:
+            while True:
+                if pending:
+                    buffer, size = pending.pop(0)
+                else:
+                    buffer = buffers.take()
+                    size = 0 if failed.is_set() else reader.readinto(buffer)
+                if not size or failed.is_set():
+                    buffers.give(buffer)
+                    break
+                number += 1
+                if number > _MAX_PARTS:
+                    raise ValueError(f"stream is longer than {_MAX_PARTS} parts of "
+                                     f"{buffers.size} bytes")
+                pool.submit(send, number, buffer, size)
+                del buffer
+            pool.shutdown(wait=True)
+            if errors:
+                raise errors[0]
+            parts = [Part(n, etags[n]) for n in range(1, number + 1)]
+            return client._complete_multipart_upload(bucket, key, upload_id, parts)
+        except BaseException:
+            failed.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                client._abort_multipart_upload(bucket, key, upload_id)
+            except Exception:  # the original failure matters more; the upload expires anyway
+                log.warning("could not abort multipart upload %s of %s/%s", upload_id, bucket,
+                            key, exc_info=True)
+            raise
 
     def get(self, tenant, key: str, *, version_id: str | None = None, offset: int = 0,
             length: int | None = None) -> ObjectReader:
