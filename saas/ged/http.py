@@ -19,6 +19,9 @@ from saas.storage.base import ObjectNotFound
 
 log = logging.getLogger("saas.ged")
 
+# Chunks (1 MiB each) a download reads ahead of what the client has taken.
+READ_AHEAD = 4
+
 INLINE_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp")
 
 
@@ -78,14 +81,12 @@ def receive_upload(tenant, *, document=None, actor: services.Actor, csrf_check=N
     early = services.parse_fields(FieldView(form))
     services.raise_problems(early.problems)
     document_id = document.id if document is not None else uuid.uuid4()
-    # Receive and parse the next part from the client while the store sends the current one.
-    ahead = ReadAhead(form)
+    # The store reads the file part straight from the form: it receives and parses the next
+    # parts from the client while its threads send the previous ones to S3.
     try:
-        ingested = services.ingest(tenant, ahead, filename=form.filename, document_id=document_id)
+        ingested = services.ingest(tenant, form, filename=form.filename, document_id=document_id)
     except FormError as exc:
         raise form_error(exc) from None
-    finally:
-        ahead.close()  # before anything else reads the form
     try:
         form.finish()
         fields = services.parse_fields(FieldView(form))
@@ -180,8 +181,10 @@ def serve_version(tenant, version: DocumentVersion, *, inline: bool = False) -> 
     except ObjectNotFound:
         raise _missing(version) from None
     headers["Content-Length"] = str(size)
-    response = Response(_verified(reader, version), status=200, headers=headers,
-                        mimetype=version.content_type, direct_passthrough=True)
+    # The body is sent after the view returned, when the session is gone: plain values only.
+    response = Response(_verified(reader, version.sha256, f"{version.id} ({version.object_key})"),
+                        status=200, headers=headers, mimetype=version.content_type,
+                        direct_passthrough=True)
     response.call_on_close(reader.close)
     return response
 
@@ -200,20 +203,27 @@ def _plain(reader):
         reader.close()
 
 
-def _verified(reader, version: DocumentVersion):
+def _verified(reader, sha256: str, label: str):
+    """Yield the reader's chunks, the last one only once the whole SHA-256 matched `sha256`.
+
+    A helper thread reads (and hashes) up to READ_AHEAD chunks ahead while this one sends:
+    receiving from the store overlaps sending to the client. It is stopped however the
+    response ends (complete, integrity failure, client gone).
+    """
     digest = hashlib.sha256()
+    ahead = ReadAhead(reader, depth=READ_AHEAD, on_chunk=digest.update,
+                      interrupt=reader.interrupt, name="ged-download")
     held = None
     try:
-        for chunk in reader:
-            digest.update(chunk)
+        for chunk in ahead:
             if held is not None:
                 yield held
             held = chunk
-        if digest.hexdigest() != version.sha256:
-            log.error("integrity: version %s (%s) reads back with another SHA-256",
-                      version.id, version.object_key)
-            raise IntegrityError(f"SHA-256 mismatch on {version.object_key}")
+        if digest.hexdigest() != sha256:
+            log.error("integrity: version %s reads back with another SHA-256", label)
+            raise IntegrityError(f"SHA-256 mismatch on version {label}")
         if held is not None:
             yield held
     finally:
+        ahead.close()
         reader.close()

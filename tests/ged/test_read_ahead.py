@@ -1,86 +1,142 @@
-"""ReadAhead: a helper thread reads an upload ahead; bytes, errors and stopping are kept intact."""
+"""ReadAhead: a helper thread reads chunks ahead; bytes, errors and stopping are kept intact."""
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 import threading
+import time
 
 import pytest
 
-from saas.ged.streams import ReadAhead, StreamingForm
+from saas.ged.streams import ReadAhead
 
 
-def test_bytes_come_through_in_order_whatever_the_read_sizes():
-    content = os.urandom(3 * 1024 * 1024 + 17)
-    ahead = ReadAhead(io.BytesIO(content), chunk=65_536, depth=4)
-    got, sizes = [], [1, 10, 70_000, 65_536, -1, 1 << 20]
-    while data := ahead.read(sizes[len(got) % len(sizes)]):
-        got.append(data)
-    assert b"".join(got) == content
-    assert ahead.read(10) == b""  # stays at the end
+def helpers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "test-ahead"]
+
+
+def test_chunks_come_through_in_order_hashed_in_the_helper():
+    chunks = [os.urandom(1000 + i) for i in range(50)]
+    digest = hashlib.sha256()
+    hashed_in: set[str] = set()
+
+    def on_chunk(chunk):
+        hashed_in.add(threading.current_thread().name)
+        digest.update(chunk)
+
+    ahead = ReadAhead(iter(chunks), depth=3, on_chunk=on_chunk, name="test-ahead")
+    assert list(ahead) == chunks
+    assert digest.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert hashed_in == {"test-ahead"}
+    assert list(ahead) == []  # stays at the end
     ahead.close()
-    assert not ahead._thread.is_alive()
+    assert helpers() == []
 
 
-def test_a_multipart_file_part_read_ahead_then_the_fields_after_it():
-    content = os.urandom(2_000_000)
-    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="g.bin"\r\n\r\n'
-            + content + b'\r\n--B\r\nContent-Disposition: form-data; name="tags"\r\n\r\na,b\r\n--B--\r\n')
-    form = StreamingForm(io.BytesIO(body), "multipart/form-data; boundary=B")
-    assert form.read_until_file()
-    ahead = ReadAhead(form, chunk=100_000, depth=3)
-    parts = []
-    while data := ahead.read(1 << 20):
-        parts.append(data)
+def test_reads_at_most_depth_chunks_ahead():
+    taken = []
+
+    def source():
+        for i in range(100):
+            taken.append(i)
+            yield b"x" * 10
+
+    ahead = ReadAhead(source(), depth=3, name="test-ahead")
+    iterator = iter(ahead)
+    next(iterator)
+    time.sleep(0.3)
+    # One given out, three queued, one read and waiting for room in the queue.
+    assert len(taken) <= 5
     ahead.close()
-    assert b"".join(parts) == content
-    form.finish()  # the helper thread is done: the form is ours again
-    assert form.get("tags") == "a,b"
+    assert helpers() == []
 
 
-def test_source_errors_reach_the_reader():
-    class Broken(io.RawIOBase):
-        def __init__(self):
-            self.calls = 0
+def test_source_errors_reach_the_consumer_and_the_source_is_closed():
+    closed = threading.Event()
 
-        def readable(self):
-            return True
+    def source():
+        try:
+            yield b"a"
+            yield b"b"
+            raise ConnectionResetError("the store went away")
+        finally:
+            closed.set()
 
-        def read(self, size=-1):
-            self.calls += 1
-            if self.calls == 3:
-                raise ConnectionResetError("client went away")
-            return b"x" * size
-
-    ahead = ReadAhead(Broken(), chunk=10, depth=2)
-    assert ahead.read(100) == b"x" * 10
-    assert ahead.read(100) == b"x" * 10
+    ahead = ReadAhead(source(), depth=2, name="test-ahead")
+    got = []
     with pytest.raises(ConnectionResetError):
-        ahead.read(100)
+        for chunk in ahead:
+            got.append(chunk)
+    assert got == [b"a", b"b"]
+    assert closed.is_set()
     ahead.close()
+    assert helpers() == []
 
 
-def test_close_stops_reading_ahead():
-    class Endless(io.RawIOBase):
-        def __init__(self):
-            self.reads = 0
-            self.lock = threading.Lock()
+def test_on_chunk_errors_reach_the_consumer():
+    def boom(chunk):
+        raise ValueError("bad chunk")
 
-        def readable(self):
-            return True
-
-        def read(self, size=-1):
-            with self.lock:
-                self.reads += 1
-            return b"y" * size
-
-    source = Endless()
-    ahead = ReadAhead(source, chunk=1000, depth=2)
-    assert ahead.read(1000) == b"y" * 1000
+    ahead = ReadAhead(iter([b"a"]), on_chunk=boom, name="test-ahead")
+    with pytest.raises(ValueError, match="bad chunk"):
+        list(ahead)
     ahead.close()
-    assert not ahead._thread.is_alive()
-    stopped_at = source.reads
-    assert stopped_at <= 5  # one read, the queue (2), and the read it was blocked after
-    threading.Event().wait(0.3)
-    assert source.reads == stopped_at
+    assert helpers() == []
+
+
+def test_close_midway_stops_the_helper_and_closes_the_source():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield b"y" * 1000
+        finally:
+            closed.set()
+
+    ahead = ReadAhead(endless(), depth=2, name="test-ahead")
+    iterator = iter(ahead)
+    assert next(iterator) == b"y" * 1000
+    started = time.monotonic()
+    ahead.close()
+    assert time.monotonic() - started < 2
+    assert helpers() == []
+    assert closed.is_set()  # the helper ran the source's clean-up before it ended
+    ahead.close()  # twice is fine
+
+
+def test_close_interrupts_a_stalled_source():
+    release = threading.Event()
+    interrupted = []
+
+    def stalled():
+        yield b"first"
+        release.wait(60)  # a store that stopped sending
+        if interrupted:
+            raise ConnectionAbortedError("interrupted")
+        yield b"never"
+
+    def interrupt():
+        interrupted.append(True)
+        release.set()
+
+    ahead = ReadAhead(stalled(), depth=2, interrupt=interrupt, name="test-ahead")
+    iterator = iter(ahead)
+    assert next(iterator) == b"first"
+    time.sleep(0.1)
+    started = time.monotonic()
+    ahead.close()
+    assert interrupted == [True]
+    assert time.monotonic() - started < 2
+    assert helpers() == []
+
+
+def test_no_interrupt_once_the_end_was_seen():
+    interrupted = []
+    ahead = ReadAhead(iter([b"a", b"b"]), interrupt=lambda: interrupted.append(1),
+                      name="test-ahead")
+    assert b"".join(ahead) == b"ab"
+    ahead.close()
+    assert interrupted == []
+    assert helpers() == []
