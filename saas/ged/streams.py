@@ -48,7 +48,10 @@ class StreamingForm:
             raise FormError("not_multipart", (messages or {}).get(
                 "not_multipart", "multipart/form-data attendu"))
         self._stream = stream
-        self._decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_PARTS)
+        self._boundary = boundary.encode("latin-1")
+        self._decoder = MultipartDecoder(self._boundary, max_parts=MAX_PARTS)
+        self._parts = 0  # parts (fields and file) started so far
+        self._scanner: _FileDataScanner | None = None
         self._file_field = file_field
         self._messages = messages or {}
         self.fields: dict[str, list[str]] = {}
@@ -103,6 +106,8 @@ class StreamingForm:
         """Consume fields up to the file part; return True when the file part starts."""
         while True:
             event = self._next_event()
+            if isinstance(event, Field | File):
+                self._parts += 1
             if isinstance(event, Field):
                 self._current = event.name
             elif isinstance(event, File):
@@ -129,14 +134,11 @@ class StreamingForm:
         have = len(self._pending)
         self._pending = b""
         while have < size and self._in_file:
-            event = self._next_event()
-            if not isinstance(event, Data):
-                raise FormError("malformed_multipart", self._messages.get(
-                    "malformed_multipart", "corps multipart mal formé"))
-            if event.data:
-                parts.append(event.data)
-                have += len(event.data)
-            if not event.more_data:
+            data, more = self._next_file_data()
+            if data:
+                parts.append(data)
+                have += len(data)
+            if not more:
                 self._in_file = False
                 self._file_done = True
         if have > size:
@@ -147,6 +149,38 @@ class StreamingForm:
             parts[-1], self._pending = last[:cut], last[cut:]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _next_file_data(self) -> tuple[bytes, bool]:
+        """The next bytes of the file part, and whether more follow.
+
+        werkzeug's decoder starts the part; then, for a part longer than what it holds, our
+        scanner takes over: it looks for the closing delimiter with one search per chunk read
+        instead of the decoder's four copies, and hands what follows the part back to a fresh
+        decoder (a delimiter is a valid start of a multipart body).
+        """
+        if self._scanner is None:
+            event = self._next_event()
+            if not isinstance(event, Data):
+                raise self._error("malformed_multipart", "corps multipart mal formé")
+            if event.more_data and not self._eof:
+                # What the decoder still holds is the tail a delimiter could start in.
+                self._scanner = _FileDataScanner(self._boundary, bytes(self._decoder.buffer))
+                self._decoder.buffer.clear()
+            return event.data, event.more_data
+        chunk = self._stream.read(READ_SIZE)
+        if not chunk:
+            self._eof = True
+            raise self._error("truncated_body", "corps de requête tronqué")
+        data, rest = self._scanner.feed(chunk)
+        if rest is None:
+            return data, True
+        self._scanner = None
+        self._decoder = MultipartDecoder(self._boundary, max_parts=MAX_PARTS - self._parts)
+        self._decoder.receive_data(rest)
+        return data, False
+
+    def _error(self, code: str, fallback: str) -> FormError:
+        return FormError(code, self._messages.get(code, fallback))
+
     def finish(self) -> None:
         """Drain the file part if unread, then read the fields that follow it."""
         while self._in_file:
@@ -156,6 +190,8 @@ class StreamingForm:
             event = self._next_event()
             if isinstance(event, Epilogue):
                 return
+            if isinstance(event, Field | File):
+                self._parts += 1
             if isinstance(event, Field):
                 self._current = event.name
             elif isinstance(event, File):
@@ -170,6 +206,59 @@ class StreamingForm:
 
     def getlist(self, name: str) -> list[str]:
         return list(self.fields.get(name, []))
+
+
+class _FileDataScanner:
+    """Find the end of a multipart body part in a stream of chunks, as werkzeug's decoder does.
+
+    The part ends at the first line break (CRLF, LF or CR) followed by "--" + boundary and
+    then either "--" (the closing delimiter) or optional spaces and a line break. feed() gives
+    the part's bytes known so far, and once the end is found, the bytes from the delimiter on.
+    """
+
+    # Spaces allowed between a boundary and its line break (RFC 2046 transport padding).
+    MAX_PADDING = 64
+    _SPACES = b" \t\x0b\x0c"
+
+    def __init__(self, boundary: bytes, tail: bytes):
+        self._dash_boundary = b"--" + boundary
+        self._tail = tail  # not given out yet: a delimiter may start in it
+
+    def feed(self, chunk: bytes) -> tuple[bytes, bytes | None]:
+        """Return (part bytes, None) while the part goes on, (last bytes, rest) at its end."""
+        buf = self._tail + chunk
+        needle = self._dash_boundary
+        keep = max(0, len(buf) - len(needle) - 1)  # a delimiter not found may start there
+        at = buf.find(needle)
+        while at >= 0:
+            start = at - 2 if at >= 2 and buf[at - 2:at] == b"\r\n" else (
+                at - 1 if at >= 1 and buf[at - 1] in b"\r\n" else -1)
+            if start >= 0:
+                verdict = self._after(buf, at + len(needle))
+                if verdict is True:
+                    self._tail = b""
+                    return buf[:start], buf[start:]
+                if verdict is None:  # cannot tell yet: keep it for the next chunk
+                    keep = min(keep, start)
+                    break
+            at = buf.find(needle, at + 1)
+        self._tail = buf[keep:]
+        return buf[:keep], None
+
+    def _after(self, buf: bytes, at: int) -> bool | None:
+        """Is what follows "--boundary" at `at` the end of a delimiter? None: not known yet."""
+        if at + 2 > len(buf):
+            return None
+        if buf[at:at + 2] == b"--":
+            return True
+        end = min(len(buf), at + self.MAX_PADDING + 1)
+        for i in range(at, end):
+            byte = buf[i]
+            if byte in b"\r\n":
+                return True
+            if byte not in self._SPACES:
+                return False
+        return None if end == len(buf) and end - at <= self.MAX_PADDING else False
 
 
 class HeadThenStream:
