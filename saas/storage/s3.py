@@ -57,7 +57,10 @@ from saas.storage.base import (
     validate_prefix,
 )
 
-PART_SIZE = 16 * 1024 * 1024
+# 8 MiB parts: measured as fast as 16 MiB ones against the S3 server (parts go up in parallel),
+# for half the memory: (UPLOAD_THREADS + 1) x 8 MiB = 32 MiB per upload at most. Objects of
+# unknown length can reach 10,000 parts (78 GiB); known lengths get larger parts when needed.
+PART_SIZE = 8 * 1024 * 1024
 # Parts sent at once by one put (the SDK's own default for put_object).
 UPLOAD_THREADS = 3
 _MAX_PARTS = 10_000
