@@ -316,7 +316,9 @@ class S3Store(ObjectStore):
             pieces = reader.read_pieces(part_size)
             body: bytes | None = b"".join(pieces)  # one piece: no copy
             pieces.clear()
-            if len(body) == part_size:
+            if len(body) == part_size and length == part_size:
+                reader.read_pieces(1)  # raises ValueError if the stream goes on past `length`
+            elif len(body) == part_size:
                 # Perhaps the first of several parts: read the next one to know.
                 buffers.claim()
                 second = buffers.take()

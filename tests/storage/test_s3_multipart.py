@@ -190,10 +190,13 @@ def test_source_failure_with_parts_in_flight(small_parts, monkeypatch):
     assert_nothing_stored(small_parts, "new")
 
 
-@pytest.mark.parametrize("announced", [3 * PART, 4 * PART])
-def test_length_mismatch_in_a_multipart_upload(small_parts, announced):
+@pytest.mark.parametrize("announced, actual", [
+    (3 * PART, 3 * PART + 10), (4 * PART, 3 * PART + 10),  # multipart: longer, shorter
+    (PART, PART + 1), (PART, PART - 1), (PART + 1, PART),  # around one part
+])
+def test_length_mismatch_stores_nothing(small_parts, announced, actual):
     with pytest.raises(ValueError):
-        small_parts.put(TENANT, "court", PatternStream(3 * PART + 10), length=announced)
+        small_parts.put(TENANT, "court", PatternStream(actual), length=announced)
     assert_nothing_stored(small_parts, "court")
 
 
