@@ -36,6 +36,16 @@ def _transaction_boundary(conn, *args) -> None:
     conn.info.pop(_WROTE, None)
 
 
+def open_connections(session: Session) -> list:
+    """The connections of the session's open transaction."""
+    trans = session.get_transaction()
+    if trans is None:
+        return []
+    # SQLAlchemy files each connection under both its engine and itself: deduplicate.
+    unique = {id(conn): conn for conn, *_ in trans._connections.values()}
+    return list(unique.values())
+
+
 def end_read_only_transaction(session: Session) -> bool:
     """Commit the session's open transaction if it only ran SELECTs on PostgreSQL.
 
@@ -43,9 +53,7 @@ def end_read_only_transaction(session: Session) -> bool:
     """
     if not session.in_transaction() or session.new or session.dirty or session.deleted:
         return False
-    transaction = session.get_transaction()
-    # SQLAlchemy files each connection under both its engine and itself: deduplicate.
-    connections = {id(conn): conn for conn, *_ in transaction._connections.values()}.values()
+    connections = open_connections(session)
     if not connections or any(
         conn.dialect.name != "postgresql" or conn.info.get(_WROTE, True) for conn in connections
     ):

@@ -91,16 +91,10 @@ def find_user(email: str) -> User | None:
 
 def access_role(user: User) -> str | None:
     """The user's role on this host ("platform" on the console), or None without access."""
-    if not user.active:
+    tenant = g.get("tenant")
+    if tenant is None and not on_console():
         return None
-    if g.get("tenant") is not None:
-        membership = db.session.execute(
-            db.select(Membership).where(Membership.user_id == user.id)
-        ).scalar_one_or_none()
-        return membership.role if membership else None
-    if on_console() and user.is_platform_admin:
-        return "platform"
-    return None
+    return role_in(user, tenant)
 
 
 def totp_required(user: User, role: str | None) -> bool:
@@ -289,14 +283,15 @@ def logout() -> None:
         started = datetime.fromtimestamp(login_at or time.time(), UTC)
         db.session.add(UsedNonce(nonce=f"logout:{sid}",
                                  expires_at=started + ABSOLUTE_LIFETIME + timedelta(minutes=5)))
-    _purge_expired_nonces()
+    purge_expired_nonces()
     db.session.commit()
     logout_user()
     session.clear()
 
 
-def _purge_expired_nonces() -> None:
-    db.session.execute(db.delete(UsedNonce).where(UsedNonce.expires_at < utcnow()))
+def purge_expired_nonces() -> int:
+    """Delete the nonces whose tokens have expired (in the open transaction); return how many."""
+    return db.session.execute(db.delete(UsedNonce).where(UsedNonce.expires_at < utcnow())).rowcount
 
 
 # --- second factor ----------------------------------------------------------------------
@@ -624,7 +619,7 @@ def accept_handoff(token: str) -> tuple[Outcome | None, str | None]:
     if user is None or user.session_version != data.get("v"):
         return None, "invalid"
 
-    _purge_expired_nonces()
+    purge_expired_nonces()
     try:
         with db.session.begin_nested():
             db.session.add(UsedNonce(nonce=f"switch:{data.get('n')}"[:64],

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
-
 from saas.extensions import db
 from saas.jobs import QueueNames, job_kind, periodic
-from saas.modelbase import utcnow
 
 
 @job_kind("auth.reset_mail", queue=QueueNames.MAIL, platform=True, timeout=120,
@@ -39,12 +36,9 @@ RESET_MAIL = reset_mail.name
           max_attempts=3, backoff=300)
 def purge_nonces() -> dict:
     """Delete the one-time nonces (logouts, commune switches) whose tokens have expired."""
-    from saas.auth.models import UsedNonce
+    from saas.auth.services import purge_expired_nonces
 
-    deleted = db.session.execute(
-        sa.delete(UsedNonce).where(UsedNonce.expires_at < utcnow())
-    ).rowcount
-    return {"deleted": deleted}
+    return {"deleted": purge_expired_nonces()}
 
 
 periodic("auth.purge_nonces", "auth.purge_nonces", every=3600)

@@ -214,18 +214,11 @@ def refresh_rls_settings() -> None:
     if not session.in_transaction():
         return
     wanted = _rls_values()
-    for conn in _open_connections(session):
+    from saas.transactions import open_connections
+
+    for conn in open_connections(session):
         if conn.dialect.name == "postgresql" and conn.info.get(_PUSHED) != wanted:
             _push(conn, conn.connection.dbapi_connection, wanted)
-
-
-def _open_connections(session: Session) -> list:
-    trans = session.get_transaction()
-    if trans is None:
-        return []
-    # SQLAlchemy files each connection under both its engine and itself: deduplicate.
-    unique = {id(conn): conn for conn, *_ in trans._connections.values()}
-    return list(unique.values())
 
 
 # Engine events after which the transaction-local settings are no longer known.
