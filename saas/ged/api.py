@@ -278,9 +278,10 @@ class _JsonFields(dict):
                            "`If-None-Match` → 304.",
                errors={416: "Plage d'octets hors du fichier."})
 def document_content(document_id: uuid.UUID):
-    document = _document(document_id)
     number = _version_number()
-    version = services.get_version(document, number)
+    document, version = services.get_document_version(document_id, number, actor())
+    if document is None:
+        raise not_found(_("Document introuvable."))
     if version is None:
         raise _version_not_found(number or 0)
     if document.confidentiality != "all_agents":

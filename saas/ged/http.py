@@ -13,14 +13,11 @@ from flask_babel import gettext as _
 from saas.ged import services
 from saas.ged.models import DocumentVersion
 from saas.ged.services import GedError
-from saas.ged.streams import FormError, ReadAhead, StreamingForm
+from saas.ged.streams import FormError, StreamingForm
 from saas.storage import get_store
 from saas.storage.base import ObjectNotFound
 
 log = logging.getLogger("saas.ged")
-
-# Chunks (1 MiB each) a download reads ahead of what the client has taken.
-READ_AHEAD = 4
 
 INLINE_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp")
 
@@ -206,24 +203,25 @@ def _plain(reader):
 def _verified(reader, sha256: str, label: str):
     """Yield the reader's chunks, the last one only once the whole SHA-256 matched `sha256`.
 
-    A helper thread reads (and hashes) up to READ_AHEAD chunks ahead while this one sends:
-    receiving from the store overlaps sending to the client. It is stopped however the
-    response ends (complete, integrity failure, client gone).
+    Each chunk is hashed just after it was handed to the server: the client receives it while
+    this thread hashes, and the store's next bytes wait in the socket meanwhile. (A helper
+    thread reading ahead cost more CPU per MB than it saved in waiting, measured with
+    tests/bench/bench_ged.py: on a machine shared with the S3 server, CPU is what bounds.)
     """
     digest = hashlib.sha256()
-    ahead = ReadAhead(reader, depth=READ_AHEAD, on_chunk=digest.update,
-                      interrupt=reader.interrupt, name="ged-download")
     held = None
     try:
-        for chunk in ahead:
+        for chunk in reader:
             if held is not None:
                 yield held
+                digest.update(held)
             held = chunk
+        if held is not None:
+            digest.update(held)
         if digest.hexdigest() != sha256:
             log.error("integrity: version %s reads back with another SHA-256", label)
             raise IntegrityError(f"SHA-256 mismatch on version {label}")
         if held is not None:
             yield held
     finally:
-        ahead.close()
         reader.close()

@@ -163,10 +163,9 @@ def document(document_id: uuid.UUID, error: GedError | None = None, status: int 
 @bp.get("/documents/<uuid:document_id>/contenu")
 @member_required
 def content(document_id: uuid.UUID):
-    doc = _document_or_404(document_id)
     raw = request.args.get("version", "")
     number = int(raw) if raw.isdigit() else None
-    version = services.get_version(doc, number)
+    doc, version = services.get_document_version(document_id, number, actor())
     if version is None:
         abort(404)
     if doc.confidentiality != "all_agents":

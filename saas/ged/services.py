@@ -47,6 +47,7 @@ from saas.storage import get_store
 from saas.storage.base import ObjectNotFound, StorageError, StoredObject
 from saas.tenancy.context import current_tenant_id
 from saas.tenancy.models import Tenant
+from saas.tenancy.scoping import prescoped
 
 log = logging.getLogger("saas.ged")
 
@@ -1018,6 +1019,39 @@ def update_document(document: Document, fields: DocumentFields, actor: Actor) ->
         "confidentiality": document.confidentiality, "legal_hold": document.legal_hold}})
     db.session.commit()
     return document
+
+
+# What a download needs, in one query: the document (visible, not in the trash) and one of its
+# versions (the current one when `number` is NULL). Prescoped: downloads are a hot path.
+_DOCUMENT_AND_VERSION = prescoped(
+    sa.select(Document, DocumentVersion)
+    .outerjoin(DocumentVersion, sa.and_(
+        DocumentVersion.document_id == Document.id,
+        DocumentVersion.number == sa.func.coalesce(sa.bindparam("number", type_=sa.Integer),
+                                                   Document.current_version_number)))
+    .where(Document.id == sa.bindparam("document_id", type_=sa.Uuid),
+           Document.deleted_at.is_(None))
+)
+
+
+def get_document_version(document_id, number: int | None, actor: Actor
+                         ) -> tuple[Document | None, DocumentVersion | None]:
+    """A document `actor` may see and its version `number` (the current one when None).
+
+    (None, None) when the document is not visible (a 404), (document, None) when it has no
+    such version. One query, without loading the other versions.
+    """
+    try:
+        document_id = uuid.UUID(str(document_id))
+    except ValueError:
+        return None, None
+    if number is not None and not 0 < number < 2**31:
+        number = 0  # no such version (and no integer overflow in SQL)
+    row = db.session.execute(_DOCUMENT_AND_VERSION,
+                             {"document_id": document_id, "number": number}).first()
+    if row is None or not can_see(row[0], actor):
+        return None, None
+    return row[0], row[1]
 
 
 def get_version(document: Document, number: int | None) -> DocumentVersion | None:

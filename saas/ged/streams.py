@@ -1,20 +1,17 @@
-"""Streams for the GED: a pull-style multipart reader, a byte budget, a bounded read-ahead, a
-seekable view of an object.
+"""Streams for the GED: a pull-style multipart reader, a byte budget, a seekable view of an
+object.
 
 `StreamingForm` reads a multipart/form-data body straight from the WSGI input: small fields are
 kept (bounded), the one file part is handed out as a file-like object the object store pulls
 from, so an upload goes from the socket to the store one chunk at a time, never to a temporary
-file and never whole in memory. `ReadAhead` lets a download receive from the store while it
-sends to the client.
+file and never whole in memory.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import BinaryIO
 
 from werkzeug.http import parse_options_header
@@ -286,91 +283,6 @@ class HeadThenStream:
         if self._limit is not None and self.count > self._limit:
             raise self._on_limit(self.count) if self._on_limit else ValueError("limit")
         return data
-
-
-_END = object()
-
-
-class ReadAhead:
-    """Iterate `chunks` in a helper thread, at most `depth` chunks ahead of the consumer.
-
-    For downloads: the helper receives the next chunks from the object store (and hashes
-    them, through `on_chunk`) while the serving thread writes the current one to the client.
-    An error raised by `chunks` or `on_chunk` is raised by the iteration, in the consuming
-    thread. The helper alone touches `chunks`, and closes it (a generator's clean-up runs
-    there) when it stops. close() stops the helper and waits for it, calling `interrupt`
-    first so that a read blocked on a stalled source returns: the thread never outlives it.
-    Memory: `depth` chunks (plus the one being read).
-    """
-
-    def __init__(self, chunks: Iterable[bytes], *, depth: int = 4,
-                 on_chunk: Callable[[bytes], object] | None = None,
-                 interrupt: Callable[[], object] | None = None, name: str = "read-ahead"):
-        self._chunks = iter(chunks)
-        self._on_chunk = on_chunk
-        self._interrupt = interrupt
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._finished = False  # the consumer has seen the end or the error
-        self._thread = threading.Thread(target=self._pump, name=name, daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _pump(self) -> None:
-        try:
-            for chunk in self._chunks:
-                if self._stop.is_set():
-                    return
-                if self._on_chunk is not None:
-                    self._on_chunk(chunk)
-                if not self._put(chunk):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # raised again by the iteration, in the consuming thread
-            self._put(exc)
-        finally:
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.warning("read-ahead: closing the source failed", exc_info=True)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while not self._finished:
-            item = self._queue.get()
-            if item is _END:
-                self._finished = True
-                self._thread.join()
-                return
-            if isinstance(item, BaseException):
-                self._finished = True
-                self._thread.join()
-                raise item
-            yield item
-
-    def close(self, timeout: float = 30) -> None:
-        """Stop reading ahead and wait for the helper thread; safe to call twice."""
-        self._stop.set()
-        if self._thread.is_alive() and not self._finished and self._interrupt is not None:
-            self._interrupt()
-        while True:  # free the chunks read ahead
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.error("read-ahead thread %s still running %s s after close()",
-                      self._thread.name, timeout)
 
 
 def read_head(stream, size: int) -> bytes:

@@ -66,12 +66,10 @@ class StoredObject:
 class ObjectReader:
     """A streaming read: iterate for chunks; close() releases the connection or file."""
 
-    def __init__(self, info: StoredObject, chunks: Iterator[bytes], close: Callable[[], None],
-                 interrupt: Callable[[], None] | None = None):
+    def __init__(self, info: StoredObject, chunks: Iterator[bytes], close: Callable[[], None]):
         self.info = info
         self._chunks = chunks
         self._close = close
-        self._interrupt = interrupt
         self._pending = b""
         self._closed = False
 
@@ -101,17 +99,6 @@ class ObjectReader:
             return self.read()
         finally:
             self.close()
-
-    def interrupt(self) -> None:
-        """Make a read blocked in another thread return (with an error) soon.
-
-        For a thread iterating the reader on behalf of another (a read-ahead) that must stop:
-        a read from a stalled S3 connection would otherwise wait for the read timeout. The
-        reader is unusable afterwards; close() it once the reading thread is done. Files are
-        never stalled: nothing to do for them.
-        """
-        if self._interrupt is not None and not self._closed:
-            self._interrupt()
 
     def close(self) -> None:
         """Release the underlying file or connection; safe to call twice."""

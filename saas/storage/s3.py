@@ -437,26 +437,15 @@ class S3Store(ObjectStore):
                 response = self._client.get_object(bucket, key, version_id=version_id)
         info = _info_from_headers(key, response.headers)
         released = False
-        # release() and interrupt() may run in different threads (see ObjectReader.interrupt):
-        # never shut down a socket that was handed back to the pool for another request.
-        lock = threading.Lock()
 
         def release() -> None:
+            # After a complete read urllib3 has already put the connection back in the pool;
+            # before, close() drops it (its unread bytes make it unusable).
             nonlocal released
-            with lock:
-                if not released:
-                    released = True
-                    response.close()
-                    response.release_conn()
-
-        def interrupt() -> None:
-            with lock:
-                if not released:
-                    try:
-                        response.shutdown()
-                    except (AttributeError, NotImplementedError, ValueError, RuntimeError,
-                            OSError):
-                        pass  # urllib3 < 2.3, or the connection is already gone
+            if not released:
+                released = True
+                response.close()
+                response.release_conn()
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -467,7 +456,7 @@ class S3Store(ObjectStore):
             finally:
                 release()
 
-        return ObjectReader(info, chunks(), release, interrupt)
+        return ObjectReader(info, chunks(), release)
 
     def stat(self, tenant, key: str, *, version_id: str | None = None) -> StoredObject:
         """Describe the latest (or given) version with a HEAD request."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import sqlalchemy as sa
 
@@ -72,6 +73,10 @@ def test_content_etag_range_and_versions(app, tenant_a, api):
     missing = client.get(f"/api/v1/documents/{doc['id']}/content?version=9")
     assert missing.status_code == 404
     assert missing.get_json()["error"]["code"] == "version_not_found"
+    huge = client.get(f"/api/v1/documents/{doc['id']}/content?version={2**63}")
+    assert huge.status_code == 404 and huge.get_json()["error"]["code"] == "version_not_found"
+    gone = client.get(f"/api/v1/documents/{uuid.uuid4()}/content")
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "not_found"
     versions = client.get(f"/api/v1/documents/{doc['id']}/versions").get_json()["items"]
     assert [v["number"] for v in versions] == [2, 1]
 

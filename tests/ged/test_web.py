@@ -71,6 +71,7 @@ def test_inline_preview_and_download(app, tenant_a, api, web):
     download = client.get(f"/ged/documents/{doc['id']}/contenu?version=1")
     assert download.headers["Content-Disposition"].startswith("attachment;")
     assert client.get(f"/ged/documents/{doc['id']}/contenu?version=7").status_code == 404
+    assert client.get(f"/ged/documents/{doc['id']}/contenu?version={2**40}").status_code == 404
 
 
 def test_trash_and_restore_pages(app, tenant_a, api, web):
