@@ -759,8 +759,26 @@ def parse_search(args) -> SearchParams:
 SEARCH_COUNT_CAP = 1000
 
 
-def _search_select(params: SearchParams, actor: Actor, *columns) -> sa.Select:
-    """Select `columns` of the visible documents matching `params`, in result order."""
+# Candidates ged_search_top() keeps for a page: what the page and the count need, plus room
+# for the ones the caller does not see (trash, restricted documents).
+def _candidates(needed: int) -> int:
+    return needed + needed // 4 + 50
+
+
+_ALL_CANDIDATES = 2**31 - 1
+
+
+def _postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _search_select(params: SearchParams, actor: Actor, *columns,
+                   candidates: int = _ALL_CANDIDATES) -> sa.Select:
+    """Select `columns` of the visible documents matching `params`, in result order.
+
+    With a full-text query on PostgreSQL, only the best `candidates` matches are considered,
+    and the select has one more column: how many ged_search_top() returned.
+    """
     stmt = sa.select(*columns).select_from(Document).where(
         Document.deleted_at.is_(None), visible_clause(actor))
     if params.doc_type:
@@ -771,7 +789,7 @@ def _search_select(params: SearchParams, actor: Actor, *columns) -> sa.Select:
         stmt = stmt.where(Document.document_date >= params.date_from)
     if params.date_to:
         stmt = stmt.where(Document.document_date <= params.date_to)
-    postgres = db.session.get_bind().dialect.name == "postgresql"
+    postgres = _postgres()
     if params.tag:
         if postgres:
             stmt = stmt.where(Document.tags.op("@>")(sa.func.jsonb_build_array(params.tag)))
@@ -781,32 +799,30 @@ def _search_select(params: SearchParams, actor: Actor, *columns) -> sa.Select:
                 .where(sa.column("value") == params.tag)))
     if params.q:
         if postgres:
-            # The matches come from ged_search_matches() (GIN index, this commune only; see
-            # migration 0003), sorted in a sub-query: title and metadata rank first (ts_rank
-            # of every match's full text costs too much on common words), then the newest.
-            # The join to ged_documents (RLS, trash, visibility, filters) walks them in that
-            # order and stops at the LIMIT: a page reads a few rows, not every match.
+            # The matches come from ged_search_top() (GIN index, this commune only, see
+            # migrations 0003 and 0004), ranked there: title and metadata first (ts_rank of
+            # every match's full text costs too much on common words), then the newest; it
+            # keeps the best `candidates` (a top-N sort). The join to ged_documents (RLS,
+            # trash, visibility, filters) then reads that many rows at most.
             query = sa.func.websearch_to_tsquery(sa.literal_column("'fr_unaccent'::regconfig"),
                                                  params.q)
-            hits = sa.func.ged_search_matches(query).table_valued(
+            limit = sa.bindparam("search_candidates", candidates, type_=sa.Integer)
+            hits = sa.func.ged_search_top(query, limit).table_valued(
                 sa.column("document_id", sa.Uuid), sa.column("head_rank", sa.Float),
                 sa.column("document_date", sa.Date), name="matches")
-            order = (hits.c.head_rank.desc(), hits.c.document_date.desc(), hits.c.document_id)
             ranked = sa.select(hits.c.document_id, hits.c.head_rank, hits.c.document_date) \
-                .order_by(*order).subquery("ranked")
-            return stmt.join(ranked, ranked.c.document_id == Document.id).order_by(
-                ranked.c.head_rank.desc(), ranked.c.document_date.desc(), ranked.c.document_id)
+                .cte("ranked").prefix_with("MATERIALIZED", dialect="postgresql")
+            returned = sa.select(sa.func.count()).select_from(ranked).scalar_subquery()
+            return stmt.add_columns(returned.label("candidates")) \
+                .join(ranked, ranked.c.document_id == Document.id) \
+                .order_by(ranked.c.head_rank.desc(), ranked.c.document_date.desc(),
+                          ranked.c.document_id)
         for term in normalise_for_search(params.q).split():
             term = term.strip("\"'+-")
             if term:
                 escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 stmt = stmt.where(Document.search_text.like(f"%{escaped}%", escape="\\"))
     return stmt.order_by(Document.document_date.desc(), Document.created_at.desc(), Document.id)
-
-
-def search_query(params: SearchParams, actor: Actor) -> sa.Select:
-    """The ordered select of the current commune's visible documents matching `params`."""
-    return _search_select(params, actor, Document).options(selectinload(Document.versions))
 
 
 @dataclass
@@ -829,7 +845,14 @@ def search_page(params: SearchParams, actor: Actor, *, page: int = 1, per_page: 
     page, per_page = max(1, page), max(1, per_page)
     offset = (page - 1) * per_page
     limit = max(SEARCH_COUNT_CAP, offset + per_page) + 1
-    ids = db.session.execute(_search_select(params, actor, Document.id).limit(limit)).scalars().all()
+    candidates = _candidates(limit)
+    select = _search_select(params, actor, Document.id, candidates=candidates).limit(limit)
+    rows = db.session.execute(select).all()
+    if params.q and _postgres() and len(rows) < limit and (not rows or rows[0][1] >= candidates):
+        # Fewer visible than needed among the best `candidates` matches, and there were more
+        # matches (or none was visible, which hides how many there were): look at them all.
+        rows = db.session.execute(_search_select(params, actor, Document.id).limit(limit)).all()
+    ids = [row[0] for row in rows]
     more = len(ids) == limit
     wanted = ids[offset: offset + per_page]
     items: list[Document] = []

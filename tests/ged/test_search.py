@@ -1,4 +1,4 @@
-"""Search: the ged_search index and ged_search_matches() (GIN under RLS), order, capped counts."""
+"""Search: the ged_search index and ged_search_top() (GIN under RLS), order, capped counts."""
 
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ def test_the_index_stays_in_its_commune(app, tenant_a, tenant_b, api):
     upload(b, make_pdf(), "b.pdf", title="Cantine de la voisine")
     assert run_jobs() == 2
     assert [d["id"] for d in _search(a, q="cantine")["items"]] == [mine["id"]]
-    matches = sa.text("SELECT document_id FROM ged_search_matches("
-                      "websearch_to_tsquery('fr_unaccent', 'cantine'))")
+    matches = sa.text("SELECT document_id FROM ged_search_top("
+                      "websearch_to_tsquery('fr_unaccent', 'cantine'), 10)")
     with tenant_context(tenant_a):
         assert [str(i) for i in db.session.execute(matches).scalars()] == [mine["id"]]
         # RLS is enabled on the table itself for the app role.
@@ -109,3 +109,43 @@ def test_trash_visibility_and_edits_are_followed(app, tenant_a, api):
     assert renamed.status_code == 200, renamed.get_json()
     assert [d["id"] for d in _search(other, q="gymnase")["items"]] == [kept["id"]]
     assert _search(other, q="piscine")["items"] == []
+
+
+def test_best_matches_hidden_from_the_reader_do_not_hide_the_others(app, tenant_a, api,
+                                                                     monkeypatch):
+    author, other = api(tenant_a), api(tenant_a)
+    # Ranked first (the word is in their titles), but restricted: `other` does not see them.
+    for i in range(3):
+        upload(author, make_pdf(), f"r{i}.pdf", title=f"Piscine, contentieux {i}",
+               confidentiality="restricted", document_date=f"202{i}-01-01")
+    # The word only in the text: ranked after, visible to every agent.
+    seen = [upload(author, make_pdf(f"Réfection de la piscine {i}"), f"v{i}.pdf",
+                   title=f"Travaux {i}", document_date=f"201{i}-01-01").get_json()
+            for i in range(2)]
+    assert run_jobs() == 5
+    # The ranking function keeps as many candidates as a page needs, no slack: the three
+    # restricted ones fill them.
+    monkeypatch.setattr(services, "SEARCH_COUNT_CAP", 2)
+    monkeypatch.setattr(services, "_candidates", lambda needed: needed)
+    statements = []
+
+    def seen_sql(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen_sql)
+    try:
+        first = _search(other, q="piscine", per_page=1)
+        ranking_queries = sum("ged_search_top" in st for st in statements)
+        statements.clear()
+        mine = _search(author, q="piscine", per_page=1)
+        author_queries = sum("ged_search_top" in st for st in statements)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen_sql)
+    assert [d["id"] for d in first["items"]] == [seen[1]["id"]]
+    assert (first["total"], first["total_is_lower_bound"]) == (2, False)
+    assert [d["id"] for d in _search(other, q="piscine", per_page=1, page=2)["items"]] == [
+        seen[0]["id"]]
+    assert ranking_queries == 2  # the capped look found nothing visible: then every match
+    # The author sees the best candidates: one look, and the count stops at the cap.
+    assert author_queries == 1
+    assert (mine["total"], mine["total_is_lower_bound"]) == (2, True)
