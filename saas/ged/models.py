@@ -298,9 +298,9 @@ class SearchEntry(db.Model):
     Apart from ged_documents on purpose: `@@` is not leakproof, so under forced RLS PostgreSQL
     may not use a GIN index for it and scans every row of the commune. This table has RLS
     enabled (the app role sees its commune's rows only) but not forced, so the SECURITY
-    DEFINER function ged_search_matches(), owned by the migration role, can use the GIN index;
+    DEFINER function ged_search_top(), owned by the migration role, can use the GIN index;
     that function filters on app.current_tenant itself and returns ids, which the search
-    then joins to ged_documents under RLS (see migration 0003).
+    then joins to ged_documents under RLS (see migrations 0003 and 0004).
     """
 
     __tablename__ = "ged_search"

@@ -18,8 +18,8 @@ PLATFORM_TABLES = {
     "job_wait_histogram": "queue-wait counters per queue, for Prometheus; no tenant data",
     "ged_usage": "bytes stored per commune (quota and intercommunal reports); no document data",
     "ged_search": "GED full-text index: RLS enabled (the app role sees its commune only) but not "
-                  "forced, so ged_search_matches() (owner, filters on app.current_tenant) can use "
-                  "its GIN index; see migration 0003",
+                  "forced, so ged_search_top() (owner, filters on app.current_tenant) can use "
+                  "its GIN index; see migrations 0003 and 0004",
 }
 
 # Tables the application role may only read and append to.
