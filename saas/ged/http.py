@@ -205,8 +205,8 @@ def _verified(reader, sha256: str, label: str):
 
     Each chunk is hashed just after it was handed to the server: the client receives it while
     this thread hashes, and the store's next bytes wait in the socket meanwhile. (A helper
-    thread reading ahead cost more CPU per MB than it saved in waiting, measured with
-    tests/bench/bench_ged.py: on a machine shared with the S3 server, CPU is what bounds.)
+    thread reading ahead cost more CPU per MB than it saved in waiting, measured A/B on
+    tests/bench/bench_ged.py's setup: on a machine shared with the S3 server, CPU bounds.)
     """
     digest = hashlib.sha256()
     held = None

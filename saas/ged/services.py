@@ -694,7 +694,7 @@ def refresh_search(document: Document) -> None:
     """Recompute the document's index entry (PostgreSQL) or normalised text (SQLite)."""
     title, meta = _index_parts(document)
     db.session.flush()
-    if db.session.get_bind().dialect.name == "postgresql":
+    if _postgres():
         # ged_search is under RLS for this role: its WITH CHECK keeps the row in this commune.
         db.session.execute(sa.text("""
             INSERT INTO ged_search (document_id, tenant_id, document_date, head_vector, search_vector)
@@ -1079,14 +1079,6 @@ def get_document_version(document_id, number: int | None, actor: Actor
     if row is None or not can_see(row[0], actor):
         return None, None
     return row[0], row[1]
-
-
-def get_version(document: Document, number: int | None) -> DocumentVersion | None:
-    number = document.current_version_number if number is None else number
-    for version in document.versions:
-        if version.number == number:
-            return version
-    return None
 
 
 # -- retention, trash ------------------------------------------------------------------------
