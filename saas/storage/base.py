@@ -334,18 +334,11 @@ class HashingReader:
         have = 0
         with memoryview(buffer) as view:
             while have < size:
-                wanted = min(piece, size - have)
-                data = self._read_once(wanted)
+                data = self._take(min(piece, size - have))
                 if not data:
-                    self._eof = True
                     break
-                if len(data) > wanted:
-                    raise ValueError(f"stream read({wanted}) returned {len(data)} bytes")
                 view[have:have + len(data)] = data
-                self._hash.update(data)
                 have += len(data)
-                self.size += len(data)
-                self._check_length()
         self._check_length()
         return have
 
@@ -354,19 +347,26 @@ class HashingReader:
         pieces: list[bytes] = []
         have = 0
         while have < limit and not self._eof:
-            data = self._read_once(min(piece, limit - have))
+            data = self._take(min(piece, limit - have))
             if not data:
-                self._eof = True
                 break
-            if len(data) > limit - have:
-                raise ValueError(f"stream read({limit - have}) returned {len(data)} bytes")
             pieces.append(data)
-            self._hash.update(data)
             have += len(data)
-            self.size += len(data)
-            self._check_length()
         self._check_length()
         return pieces
+
+    def _take(self, wanted: int) -> bytes:
+        """One read of at most `wanted` bytes from the source, hashed and counted; b"" at EOF."""
+        data = self._read_once(wanted)
+        if not data:
+            self._eof = True
+            return b""
+        if len(data) > wanted:
+            raise ValueError(f"stream read({wanted}) returned {len(data)} bytes")
+        self._hash.update(data)
+        self.size += len(data)
+        self._check_length()
+        return data
 
     def _check_length(self) -> None:
         if self._expected >= 0 and self.size > self._expected:
