@@ -19,35 +19,23 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# Ordered as the caller orders: ORDER BY head_rank DESC, document_date DESC, document_id.
-TOP_FUNCTION = """
-CREATE FUNCTION ged_search_top(query tsquery, lim integer)
+# The signature's tail and the matching query, as in 0003; ged_search_top() adds the order
+# (the caller's: head_rank DESC, document_date DESC, document_id) and the limit.
+_RETURNS = """
 RETURNS TABLE (document_id uuid, head_rank real, document_date date)
 LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL SAFE ROWS 1000
 SET search_path = pg_catalog, pg_temp
-AS $$
+"""
+_MATCHES = """
   SELECT s.document_id, ts_rank(s.head_vector, query), s.document_date
     FROM public.ged_search s
    WHERE s.tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid
      AND s.search_vector @@ query
-   ORDER BY 2 DESC, 3 DESC, 1
-   LIMIT lim
-$$
 """
-
+TOP_FUNCTION = (f"CREATE FUNCTION ged_search_top(query tsquery, lim integer){_RETURNS}"
+                f"AS $${_MATCHES}   ORDER BY 2 DESC, 3 DESC, 1\n   LIMIT lim\n$$")
 # 0003's function, for downgrade.
-MATCHES_FUNCTION = """
-CREATE FUNCTION ged_search_matches(query tsquery)
-RETURNS TABLE (document_id uuid, head_rank real, document_date date)
-LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL SAFE ROWS 1000
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT s.document_id, ts_rank(s.head_vector, query), s.document_date
-    FROM public.ged_search s
-   WHERE s.tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid
-     AND s.search_vector @@ query
-$$
-"""
+MATCHES_FUNCTION = f"CREATE FUNCTION ged_search_matches(query tsquery){_RETURNS}AS $${_MATCHES}$$"
 
 
 def upgrade():
