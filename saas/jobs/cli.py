@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import getpass
 import json
-import signal
 import sys
-import threading
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from saas.jobs.registry import QUEUES, load_task_modules, queue_names
+from saas.jobs.shutdown import StopSignal
 
 
 def _cli_actor() -> str:
@@ -60,9 +59,7 @@ def _embedded_worker(app, jobs: int, queues: list[str], burst: bool, scheduler: 
             count += 1
         click.echo(f"{count} tâche(s) exécutée(s)")
         return 0
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = StopSignal().install()
     runner = EmbeddedRunner(app, threads=jobs, scheduler=scheduler).start()
     click.echo(f"mode embarqué : {jobs} fil(s) d'exécution, Ctrl+C pour arrêter", err=True)
     stop.wait()
@@ -78,10 +75,7 @@ def scheduler_command() -> None:
 
     load_task_modules()
     app = current_app._get_current_object()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_scheduler(app, stop)
+    run_scheduler(app, StopSignal().install())
 
 
 jobs_group = click.Group("jobs", help="Tâches de fond : consulter, relancer, annuler.")

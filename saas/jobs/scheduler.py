@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from saas.extensions import db
 from saas.jobs.registry import get_kind
+from saas.jobs.shutdown import StopSignal
 from saas.jobs.tuning import tuning
 from saas.modelbase import utcnow
 from saas.tenancy.context import tenant_context
@@ -194,7 +195,7 @@ class LeaderLock:
         self.conn = None
 
 
-def run_scheduler(app: Flask, stop: threading.Event, *, periodic: bool = True) -> None:
+def run_scheduler(app: Flask, stop: StopSignal | threading.Event, *, periodic: bool = True) -> None:
     """Tick until `stop` is set, when (and only while) this process holds the leadership."""
     scheduler = Scheduler(app, periodic=periodic)
     with app.app_context():

@@ -85,9 +85,37 @@ def _reset_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+# RQ's pubsub thread (commands sent to a worker) blocks up to this long per read. RQ's own 60 s
+# could hold a warm shutdown for a minute: when the thread reads the reply to UNSUBSCRIBE before
+# it is told to stop, it waits for the next subscription until its read times out, while
+# `teardown()` joins it without a timeout.
+PUBSUB_POLL_SECONDS = 1.0
+
+
+def _worker_classes():
+    """RQ's two worker classes, with a pubsub thread that notices a stop within a second."""
+    from rq import SimpleWorker, Worker
+
+    class PromptUnsubscribe:
+        def subscribe(self) -> None:
+            self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(
+                sleep_time=PUBSUB_POLL_SECONDS, daemon=True,
+                exception_handler=self._pubsub_exception_handler)
+
+    class MutualisSimpleWorker(PromptUnsubscribe, SimpleWorker):
+        pass
+
+    class MutualisForkWorker(PromptUnsubscribe, Worker):
+        pass
+
+    return MutualisSimpleWorker, MutualisForkWorker
+
+
 def _worker_process(queues: list[str], burst: bool, slot: int, fork: bool, max_jobs: int | None) -> None:
     from redis import Redis
-    from rq import SimpleWorker, Worker
     from rq.serializers import JSONSerializer
     from rq.worker import DequeueStrategy
 
@@ -101,7 +129,8 @@ def _worker_process(queues: list[str], burst: bool, slot: int, fork: bool, max_j
     connection = Redis.from_url(settings.redis_url)
     if not fork:
         execution.HARD_KILL_STUCK_JOBS = True
-    worker_class = Worker if fork else SimpleWorker
+    in_process, forking = _worker_classes()
+    worker_class = forking if fork else in_process
     worker = worker_class([rq_queue(q, connection) for q in queues], connection=connection,
                           serializer=JSONSerializer,
                           name=f"mutualis-{os.uname().nodename[:40]}-{os.getpid()}-{slot}")
@@ -116,13 +145,12 @@ def _worker_process(queues: list[str], burst: bool, slot: int, fork: bool, max_j
 
 def _scheduler_process(with_periodic: bool) -> None:
     from saas.jobs.scheduler import run_scheduler
+    from saas.jobs.shutdown import StopSignal
 
     _reset_signals()
+    stop = StopSignal().install()
     app = _app()
     _fresh_connections(app)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     run_scheduler(app, stop, periodic=with_periodic)
 
 
@@ -145,6 +173,7 @@ class Supervisor:
         self.workers: dict[int, multiprocessing.Process] = {}
         self.scheduler_proc: multiprocessing.Process | None = None
         self._restarts: dict[int, float] = {}
+        self._pid = os.getpid()
 
     def _start_worker(self, slot: int) -> None:
         proc = self._ctx.Process(target=_worker_process,
@@ -160,6 +189,9 @@ class Supervisor:
         self.scheduler_proc = proc
 
     def _on_signal(self, signum, frame) -> None:
+        if os.getpid() != self._pid:
+            # A child forked a moment ago, before its own handlers: stop it, nothing is in hand.
+            sys.exit(0)
         self.stopping = True
 
     def run(self) -> int:
