@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Keys read from the environment (prefixed SAAS_) or from <instance>/saas.toml (unprefixed, lower-case).
@@ -34,11 +34,54 @@ SETTING_KEYS = (
     "COOKIE_SECURE",
     "ENV",
     "PROXY_HOPS",
+    # Sections: GED_* → Settings.ged, JOBS_* (and the two worker names below) → Settings.jobs.
+    "GED_MAX_UPLOAD",
+    "GED_UPLOAD_CHUNK",
+    "JOBS_LEASE_SECONDS",
+    "JOBS_RECONCILE_SECONDS",
+    "JOBS_DISPATCH_GRACE_SECONDS",
+    "JOBS_DISPATCH_SECONDS",
+    "JOBS_TICK_SECONDS",
+    "JOBS_EMBEDDED_RUNNER",
+    "WORKER_LOG_LEVEL",
+    "EXTRA_JOB_MODULES",
 )
 
 
 class ConfigError(RuntimeError):
     """Raised when the configuration cannot produce a working instance."""
+
+
+@dataclass(frozen=True)
+class GedSettings:
+    """The GED's knobs (SAAS_GED_*)."""
+
+    # Largest file accepted, in bytes.
+    max_upload: int = 2 * 1024 ** 3
+    # Largest piece of a resumable (tus) upload the server asks for, in bytes.
+    upload_chunk: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    """The job system's timings and worker options (SAAS_JOBS_*, SAAS_WORKER_LOG_LEVEL, …)."""
+
+    # A running job's lease; the worker renews it every lease/4 seconds. A worker that dies
+    # stops renewing, and its job is taken back at most `lease + reconcile` seconds later.
+    lease_seconds: float = 60.0
+    # How often the reconciler compares the database with Redis and takes back lost jobs.
+    reconcile_seconds: float = 15.0
+    # A job pushed to Redis this long ago that Redis no longer has (flush, restart) is re-pushed.
+    dispatch_grace_seconds: float = 20.0
+    # The scheduler's safety-net dispatch pass (enqueue and claims dispatch at once anyway).
+    dispatch_seconds: float = 1.0
+    # Scheduler ticks: periodic tasks are checked this often.
+    tick_seconds: float = 0.5
+    # Embedded default: "thread" runs jobs in the web process, "off" leaves them queued.
+    embedded_runner: str = "thread"
+    worker_log_level: str = "WARNING"
+    # Extra modules declaring job kinds (tests, site plug-ins), imported with the features'.
+    extra_modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +111,8 @@ class Settings:
     proxy_hops: int = 0
     # Former secret keys, still accepted while they are rotated out (newest first).
     secret_key_fallbacks: tuple[str, ...] = ()
+    ged: GedSettings = field(default_factory=GedSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
 
     @property
     def embedded(self) -> bool:
@@ -174,7 +219,58 @@ def load_settings(overrides: dict | None = None) -> Settings:
             key for key in (part.strip() for part in (get("SECRET_KEY_FALLBACKS") or "").split(","))
             if key and key != secret_key
         ),
+        ged=_ged_settings(get),
+        jobs=_jobs_settings(get),
     )
+
+
+def _number(get, key: str, default, kind=float):
+    raw = get(key)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"SAAS_{key} : nombre attendu, reçu « {raw} ».") from None
+    if value <= 0:
+        raise ConfigError(f"SAAS_{key} doit être positif (reçu {raw}).")
+    return value
+
+
+def _ged_settings(get) -> GedSettings:
+    defaults = GedSettings()
+    return GedSettings(
+        max_upload=_number(get, "GED_MAX_UPLOAD", defaults.max_upload, int),
+        upload_chunk=_number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int),
+    )
+
+
+def _jobs_settings(get) -> JobsSettings:
+    defaults = JobsSettings()
+    runner = (get("JOBS_EMBEDDED_RUNNER") or defaults.embedded_runner).lower()
+    if runner not in ("thread", "off"):
+        raise ConfigError(f"SAAS_JOBS_EMBEDDED_RUNNER : « thread » ou « off », reçu « {runner} ».")
+    return JobsSettings(
+        lease_seconds=_number(get, "JOBS_LEASE_SECONDS", defaults.lease_seconds),
+        reconcile_seconds=_number(get, "JOBS_RECONCILE_SECONDS", defaults.reconcile_seconds),
+        dispatch_grace_seconds=_number(get, "JOBS_DISPATCH_GRACE_SECONDS",
+                                       defaults.dispatch_grace_seconds),
+        dispatch_seconds=_number(get, "JOBS_DISPATCH_SECONDS", defaults.dispatch_seconds),
+        tick_seconds=_number(get, "JOBS_TICK_SECONDS", defaults.tick_seconds),
+        embedded_runner=runner,
+        worker_log_level=(get("WORKER_LOG_LEVEL") or defaults.worker_log_level).upper(),
+        extra_modules=tuple(
+            name for name in (part.strip() for part in (get("EXTRA_JOB_MODULES") or "").split(","))
+            if name
+        ),
+    )
+
+
+def current_settings() -> Settings:
+    """The settings of the application in context."""
+    from flask import current_app
+
+    return current_app.config["SAAS_SETTINGS"]
 
 
 def _normalise_db_url(url: str) -> str:

@@ -55,12 +55,18 @@ def _default_message(status: int) -> str:
     }.get(status, _("Erreur."))
 
 
-class ApiError(Exception):
-    """Raise from API code: becomes {"error": {"code", "message", "details"?}} with `status`."""
+class AppError(Exception):
+    """A refusal people and programs can act on: HTTP status, stable `code`, French message.
 
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+    Raised by any layer; an API caller gets {"error": {"code", "message", "details"?}}, a person
+    gets the error page with the message.
+    """
+
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers or {}
 
 
 def wants_json() -> bool:
@@ -91,9 +97,15 @@ def _describe(exc: HTTPException) -> tuple[str, str]:
 
 
 def init_app(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return json_error(exc.status, exc.code, exc.message, exc.details)
+    @app.errorhandler(AppError)
+    def _app_error(exc: AppError):
+        if wants_json():
+            response = json_error(exc.status, exc.code, exc.message, exc.details)
+        else:
+            response = app.make_response((render_template(
+                "error.html", status=exc.status, message=exc.message, code=exc.code), exc.status))
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(SecurityError)
     def _untrusted_host(exc):

@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from saas import transactions
 from saas.config import Settings
-from saas.extensions import babel, csrf, db, limiter, login_manager, migrate
+from saas.extensions import babel, csrf, db, limiter, migrate
 
 
 def configure(app: Flask, settings: Settings) -> None:
@@ -17,14 +17,11 @@ def configure(app: Flask, settings: Settings) -> None:
     configure_proxy(app, settings)
     configure_extensions(app, settings)
     configure_tenancy(app, settings)
-    configure_login(app)
     configure_storage(app, settings)
     configure_mail(app, settings)
-    configure_jobs(app, settings)
-    configure_blueprints(app)
+    configure_features(app)
     configure_errors(app)
     configure_security_headers(app)
-    configure_templates(app)
 
 
 def configure_logs(app: Flask, settings: Settings) -> None:
@@ -82,12 +79,6 @@ def configure_tenancy(app: Flask, settings: Settings) -> None:
     resolver.init_app(app, settings.base_domain)
 
 
-def configure_login(app: Flask) -> None:
-    from saas.auth import sessions
-
-    sessions.init_app(app, login_manager)
-
-
 def configure_storage(app: Flask, settings: Settings) -> None:
     from saas.storage import build_store
 
@@ -100,30 +91,12 @@ def configure_mail(app: Flask, settings: Settings) -> None:
     app.extensions["saas_mailer"] = build_mailer(settings)
 
 
-def configure_jobs(app: Flask, settings: Settings) -> None:
-    # Before configure_blueprints: it adds GET /api/v1/jobs/<id> to the API blueprint.
-    from saas.jobs.setup import init_app
+def configure_features(app: Flask) -> None:
+    from saas import api
+    from saas.features import init_features
 
-    init_app(app, settings)
-
-
-def configure_blueprints(app: Flask) -> None:
-    from saas.admin.routes import bp as console_bp
-    from saas.api import bp as api_bp
-    from saas.auth.routes import bp as auth_bp
-    from saas.ged import api as _ged_api  # noqa: F401  (registers the GED API routes)
-    from saas.ged import uploads as _ged_uploads  # noqa: F401  (tus routes)
-    from saas.ged.routes import bp as ged_bp
-    from saas.web.health import bp as health_bp
-    from saas.web.routes import bp as web_bp
-
-    app.register_blueprint(health_bp)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(web_bp)
-    app.register_blueprint(console_bp)
-    app.register_blueprint(api_bp)
-    csrf.exempt(api_bp)
-    app.register_blueprint(ged_bp)
+    init_features(app)
+    api.init_app(app)  # after the features: it is built from the operations they offered
 
 
 def configure_errors(app: Flask) -> None:
@@ -148,9 +121,3 @@ def configure_security_headers(app: Flask) -> None:
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
-
-
-def configure_templates(app: Flask) -> None:
-    from saas.web import template_globals
-
-    template_globals.init_app(app)

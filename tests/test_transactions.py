@@ -9,7 +9,7 @@ from flask import Blueprint
 
 from saas import create_app, transactions
 from saas.auth.models import ApiToken
-from saas.errors import ApiError
+from saas.errors import AppError
 from saas.extensions import csrf, db
 from tests.conftest import HostClient
 
@@ -26,7 +26,7 @@ def fresh_app(app, app_overrides):
         token = db.session.get(ApiToken, token_id)
         token.name = "renommé"
         db.session.flush()  # the UPDATE reaches PostgreSQL...
-        raise ApiError(409, "conflict", "refusé")  # ...and a handled error ends the request
+        raise AppError(409, "conflict", "refusé")  # ...and a handled error ends the request
 
     @bp.post("/_tx/rename-unflushed/<token_id>")
     def rename_unflushed(token_id):

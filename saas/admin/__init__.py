@@ -1,1 +1,11 @@
 """The intercommunal console (admin.<base domain>), for platform administrators."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from saas.admin import views
+
+    app.register_blueprint(views.bp)

@@ -1,16 +1,42 @@
 """The HTTP API /api/v1 (see API.md): bearer tokens, JSON errors, tenant from the host.
 
-Endpoints are declared with `api.operation(...)` (saas/api/registry.py), which registers the
-Flask route, its authentication and role rules, its request validation, its rate limit and its
-OpenAPI description in one place.
+Each feature declares its endpoints on an `Operations` set (saas/api/registry.py) and hands it
+over in its `init_app` with `add_operations(app, operations)`; the factory then calls
+`init_app(app)`, which builds this application's API blueprint from every set: routes,
+authentication and role rules, request validation, rate limits and the OpenAPI description.
 """
 
-from flask import Blueprint
+from __future__ import annotations
 
-from saas.api.registry import ApiRegistry
+from flask import Blueprint, Flask, current_app
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-api = ApiRegistry(bp)
+from saas.api.registry import ApiRegistry, Operations
 
-# Route modules register themselves on `api` when imported.
-from saas.api import auth, meta, tokens  # noqa: E402,F401
+PREFIX = "/api/v1"
+_SETS = "saas_api_operation_sets"
+
+
+def add_operations(app: Flask, operations: Operations) -> None:
+    """Offer a feature's operations to `app`'s API (call from the feature's init_app)."""
+    if "saas_api" in app.extensions:
+        raise RuntimeError("the API blueprint is already built: add operations before init_app")
+    app.extensions.setdefault(_SETS, []).append(operations)
+
+
+def init_app(app: Flask) -> None:
+    """Build and register the API blueprint from every set offered (after the features)."""
+    from saas.api import auth, meta
+    from saas.extensions import csrf
+
+    blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
+    registry = ApiRegistry(blueprint)
+    registry.add(meta.operations, *app.extensions.pop(_SETS, []))
+    auth.install(blueprint, registry)
+    app.register_blueprint(blueprint)
+    csrf.exempt(blueprint)
+    app.extensions["saas_api"] = registry
+
+
+def current_api() -> ApiRegistry:
+    """The API registry of the application in context (operations, schemas, OpenAPI)."""
+    return current_app.extensions["saas_api"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, request
 from flask_babel import gettext as _
 
-from saas.api import api, bp
 from saas.api.registry import ApiRegistry
 from saas.auth.tokens import TokenRejection, authenticate
-from saas.errors import ApiError, json_error
+from saas.errors import AppError, json_error
 from saas.tenancy.context import set_user
 from saas.tenancy.resolver import HostKind
 
@@ -39,7 +38,7 @@ def authenticate_request(registry: ApiRegistry) -> Response | None:
     """Resolve the bearer token of the request; a before_request hook for API blueprints."""
     if g.get("host_kind") != HostKind.TENANT:
         # The API exists only on a commune's own address: the portal and console have none.
-        raise ApiError(404, "not_found",
+        raise AppError(404, "not_found",
                        _("L'API n'est servie qu'à l'adresse d'une commune (https://<commune>.…/api/v1)."))
     op = registry.find(request.endpoint)
     if op is not None and op.public:
@@ -67,5 +66,3 @@ def install(blueprint: Blueprint, registry: ApiRegistry) -> None:
     """Require a bearer token on every endpoint of `blueprint` not declared public."""
     blueprint.before_request(lambda: authenticate_request(registry))
 
-
-install(bp, api)

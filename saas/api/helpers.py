@@ -11,7 +11,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from saas.api.registry import validation_error
-from saas.errors import ApiError
+from saas.errors import AppError
 from saas.extensions import db
 
 DEFAULT_PER_PAGE = 20
@@ -27,9 +27,9 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
-def not_found(message: str | None = None) -> ApiError:
+def not_found(message: str | None = None) -> AppError:
     """The one answer for a missing object, another commune's, or one the user may not see."""
-    return ApiError(404, "not_found", message or _("Ressource introuvable."))
+    return AppError(404, "not_found", message or _("Ressource introuvable."))
 
 
 def page_args(default_per_page: int = DEFAULT_PER_PAGE,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from flask import g, jsonify, request
 
-from saas.api import api
+from saas.api import current_api
+from saas.api.registry import Operations
 
-ME = api.schema("Me", {
+operations = Operations()
+
+ME = operations.schema("Me", {
     "type": "object",
     "required": ["user", "tenant", "roles"],
     "properties": {
@@ -37,7 +40,7 @@ ME = api.schema("Me", {
 })
 
 
-@api.operation("GET", "/me", summary="La personne et la commune du jeton", tags=("compte",),
+@operations.operation("GET", "/me", summary="La personne et la commune du jeton", tags=("compte",),
                response=ME)
 def me():
     user, tenant = request.api_user, g.tenant
@@ -48,10 +51,11 @@ def me():
     }
 
 
-@api.operation("GET", "/openapi.json", summary="Description OpenAPI 3.1 de l'API",
+@operations.operation("GET", "/openapi.json", summary="Description OpenAPI 3.1 de l'API",
                tags=("méta",), public=True, response={"type": "object"},
                description="Publique (sans jeton), à l'adresse d'une commune.")
 def openapi():
+    api = current_api()
     response = jsonify(api.openapi(request.url_root.rstrip("/") + api.blueprint.url_prefix))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import wraps
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
 
-from saas.errors import STATUS_CODES, ApiError
+from saas.errors import STATUS_CODES, AppError
 from saas.extensions import limiter
 from saas.netutil import client_ip
 
@@ -53,9 +53,9 @@ _CONVERTER_SCHEMAS = {
 _RULE_ARG = re.compile(r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^)]*\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 
 
-def validation_error(fields: dict[str, str]) -> ApiError:
+def validation_error(fields: dict[str, str]) -> AppError:
     """A 422 naming each invalid field (dotted paths) with a French explanation."""
-    return ApiError(422, "validation_error", _("Les données envoyées sont invalides."),
+    return AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                     {"fields": fields})
 
 
@@ -130,6 +130,64 @@ _ERROR_RESPONSES = {
 }
 
 
+@dataclass(frozen=True)
+class DeclaredOperation:
+    operation: Operation
+    view: Callable
+
+
+class Operations:
+    """One feature's API operations and named schemas, declared at import time.
+
+        operations = Operations()
+        TOKEN = operations.schema("ApiToken", {...})
+
+        @operations.operation("PATCH", "/tokens/<uuid:token_id>", summary="Renommer un jeton",
+                              request=TOKEN_UPDATE, response=TOKEN)
+        def update_token(token_id, body): ...
+
+    Declaring registers nothing: the feature's `init_app` hands the set to the platform
+    (`saas.api.add_operations`), which builds each application's API blueprint from every set.
+    """
+
+    def __init__(self) -> None:
+        self.declared: list[DeclaredOperation] = []
+        self.schemas: dict[str, dict] = {}
+
+    def schema(self, name: str, schema: dict) -> dict:
+        """Declare a named schema (components/schemas) and return a $ref to it."""
+        if name in self.schemas:
+            raise ValueError(f"schema {name} declared twice")
+        check_schema(schema)
+        self.schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def operation(self, method: str, rule: str, *, summary: str, description: str = "",
+                  tags: Iterable[str] = (), status: int = 200, response: dict | None = None,
+                  response_description: str = "", request: dict | None = None,
+                  query: Iterable[QueryParam] = (), public: bool = False,
+                  roles: Iterable[str] = (), paginated: bool = False,
+                  errors: dict[int, str] | None = None) -> Callable:
+        """Declare one endpoint (one method of one rule); unsupported schema keywords fail here."""
+        for schema in (request, response):
+            if schema is not None:
+                check_schema(schema)
+        query = tuple(query) + (PAGINATION_PARAMS if paginated else ())
+
+        def decorator(view: Callable) -> Callable:
+            op = Operation(
+                method=method.upper(), rule=rule, endpoint=view.__name__, summary=summary,
+                description=description, tags=tuple(tags), status=status, response=response,
+                response_description=response_description, request=request, query=query,
+                public=public, roles=tuple(roles), paginated=paginated,
+                extra_responses=dict(errors or {}),
+            )
+            self.declared.append(DeclaredOperation(op, view))
+            return view
+
+        return decorator
+
+
 class ApiRegistry:
     """The API's operations and named schemas; the OpenAPI document is built from them."""
 
@@ -151,51 +209,46 @@ class ApiRegistry:
         self.schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def operation(self, method: str, rule: str, *, summary: str, description: str = "",
-                  tags: Iterable[str] = (), status: int = 200, response: dict | None = None,
-                  response_description: str = "", request: dict | None = None,
-                  query: Iterable[QueryParam] = (), public: bool = False,
-                  roles: Iterable[str] = (), paginated: bool = False,
-                  errors: dict[int, str] | None = None) -> Callable:
-        """Declare and register one endpoint (one method of one rule)."""
-        method = method.upper()
-        if request is not None:
-            check_schema(request, self)
-        if response is not None:
-            check_schema(response, self)
-        query = tuple(query) + (PAGINATION_PARAMS if paginated else ())
+    def add(self, *sets: Operations) -> None:
+        """Register every schema, then every operation, of the given features' sets."""
+        for ops in sets:
+            for name, schema in ops.schemas.items():
+                if name in self.schemas:
+                    raise ValueError(f"schema {name} declared twice")
+                self.schemas[name] = schema
+        for ops in sets:
+            for name in ops.schemas:
+                check_schema(self.schemas[name], self)
+            for declared in ops.declared:
+                self._register(declared)
 
-        def decorator(view: Callable) -> Callable:
-            endpoint = f"{self.blueprint.name}.{view.__name__}"
-            if endpoint in self._by_endpoint:
-                raise ValueError(f"endpoint {endpoint} declared twice")
-            op = Operation(
-                method=method, rule=rule, endpoint=endpoint, summary=summary,
-                description=description, tags=tuple(tags), status=status, response=response,
-                response_description=response_description, request=request, query=query,
-                public=public, roles=tuple(roles), paginated=paginated,
-                extra_responses=dict(errors or {}),
-            )
+    def _register(self, declared: DeclaredOperation) -> None:
+        op, view = declared.operation, declared.view
+        if op.request is not None:
+            check_schema(op.request, self)
+        if op.response is not None:
+            check_schema(op.response, self)
+        endpoint = f"{self.blueprint.name}.{view.__name__}"
+        if endpoint in self._by_endpoint:
+            raise ValueError(f"endpoint {endpoint} declared twice")
+        op = replace(op, endpoint=endpoint)
 
-            @wraps(view)
-            def checked(*args: Any, **kwargs: Any):
-                if op.roles:
-                    require_roles(op.roles)
-                if op.request is not None:
-                    kwargs["body"] = self.validated_body(op.request)
-                return view(*args, **kwargs)
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any):
+            if op.roles:
+                require_roles(op.roles)
+            if op.request is not None:
+                kwargs["body"] = self.validated_body(op.request)
+            return view(*args, **kwargs)
 
-            limited = limiter.shared_limit(
-                _rate_limit_value, scope="api", key_func=rate_limit_key,
-                error_message=_rate_limit_message,
-            )(checked)
-            self.blueprint.add_url_rule(rule, endpoint=view.__name__, view_func=limited,
-                                        methods=[method])
-            self.operations.append(op)
-            self._by_endpoint[endpoint] = op
-            return view
-
-        return decorator
+        limited = limiter.shared_limit(
+            _rate_limit_value, scope="api", key_func=rate_limit_key,
+            error_message=_rate_limit_message,
+        )(checked)
+        self.blueprint.add_url_rule(op.rule, endpoint=view.__name__, view_func=limited,
+                                    methods=[op.method])
+        self.operations.append(op)
+        self._by_endpoint[endpoint] = op
 
     def find(self, endpoint: str | None) -> Operation | None:
         return self._by_endpoint.get(endpoint or "")
@@ -205,13 +258,13 @@ class ApiRegistry:
     def validated_body(self, schema: dict) -> Any:
         """The request's JSON body, checked against `schema` (415, 400 or 422 otherwise)."""
         if request.mimetype != "application/json":
-            raise ApiError(415, "unsupported_media_type",
+            raise AppError(415, "unsupported_media_type",
                            _("Envoyez le corps en JSON, avec l'en-tête Content-Type: application/json."))
         raw = request.get_data(cache=True)
         try:
             data = json.loads(raw or b"")
         except ValueError:
-            raise ApiError(400, "invalid_json", _("Le corps de la requête n'est pas un JSON valide.")) from None
+            raise AppError(400, "invalid_json", _("Le corps de la requête n'est pas un JSON valide.")) from None
         problems = validate(data, schema, self)
         if problems:
             raise validation_error(problems)
@@ -342,9 +395,9 @@ def require_roles(roles: Iterable[str]) -> None:
     """403 unless the authenticated member's role in this commune is one of `roles`."""
     membership = g.get("membership")
     if membership is None:
-        raise ApiError(401, "unauthorized", _("Authentification requise."))
+        raise AppError(401, "unauthorized", _("Authentification requise."))
     if membership.role not in tuple(roles):
-        raise ApiError(403, "forbidden", _("Votre rôle dans cette commune ne permet pas cette action."))
+        raise AppError(403, "forbidden", _("Votre rôle dans cette commune ne permet pas cette action."))
 
 
 def rate_limit_key() -> str:

@@ -1,1 +1,15 @@
 """People, their roles in each commune, sessions, second factor and API tokens."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from saas.api import add_operations
+    from saas.auth import api, sessions, tasks, views  # noqa: F401  (tasks: job kinds)
+    from saas.extensions import login_manager
+
+    sessions.init_app(app, login_manager)
+    app.register_blueprint(views.bp)
+    add_operations(app, api.operations)

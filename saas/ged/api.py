@@ -8,16 +8,16 @@ import sqlalchemy as sa
 from flask import g, request
 from flask_babel import gettext as _
 
-from saas.api import api, bp
 from saas.api.helpers import iso, not_found, page_args, paginate
-from saas.api.registry import QueryParam
-from saas.errors import json_error
+from saas.api.registry import Operations, QueryParam
 from saas.extensions import db
 from saas.ged import http, services
 from saas.ged.models import DocType, Document, DocumentVersion
-from saas.ged.services import Actor, GedError
+from saas.ged.services import Actor, AppError
 
-VERSION = api.schema("DocumentVersion", {
+operations = Operations()
+
+VERSION = operations.schema("DocumentVersion", {
     "type": "object",
     "required": ["number", "size", "sha256", "content_type", "filename"],
     "properties": {
@@ -31,7 +31,7 @@ VERSION = api.schema("DocumentVersion", {
     },
 })
 
-DOCUMENT = api.schema("Document", {
+DOCUMENT = operations.schema("Document", {
     "type": "object",
     "required": ["id", "title", "type", "classification", "tags", "created_at",
                  "current_version", "versions_count"],
@@ -59,7 +59,7 @@ DOCUMENT = api.schema("Document", {
     },
 })
 
-DOCUMENT_UPDATE = api.schema("DocumentUpdate", {
+DOCUMENT_UPDATE = operations.schema("DocumentUpdate", {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -80,7 +80,7 @@ DOCUMENT_UPDATE = api.schema("DocumentUpdate", {
     },
 })
 
-SHARE = api.schema("Share", {
+SHARE = operations.schema("Share", {
     "type": "object",
     "required": ["id", "target", "label", "created_at", "revoked_at"],
     "properties": {
@@ -94,7 +94,7 @@ SHARE = api.schema("Share", {
     },
 })
 
-SHARE_CREATE = api.schema("ShareCreate", {
+SHARE_CREATE = operations.schema("ShareCreate", {
     "type": "object",
     "required": ["target"],
     "additionalProperties": False,
@@ -123,12 +123,6 @@ UPLOAD_ERRORS = {
 }
 
 
-@bp.errorhandler(GedError)
-def _ged_error(exc: GedError):
-    response = json_error(exc.status, exc.code, exc.message, exc.details)
-    if exc.status == 416 and exc.details:
-        response.headers["Content-Range"] = f"bytes */{exc.details.get('size', 0)}"
-    return response
 
 
 def actor() -> Actor:
@@ -189,20 +183,20 @@ def _version_number() -> int | None:
     if raw in (None, ""):
         return None
     if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-        raise GedError(422, "validation_error", _("Les données envoyées sont invalides."),
+        raise AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                        {"fields": {"version": _("doit être un entier positif")}})
     return int(raw)
 
 
-def _version_not_found(number: int) -> GedError:
-    return GedError(404, "version_not_found",
+def _version_not_found(number: int) -> AppError:
+    return AppError(404, "version_not_found",
                     _("Ce document n'a pas de version n°%(n)d.", n=number))
 
 
 # -- documents ---------------------------------------------------------------------------------
 
 
-@api.operation("POST", "/documents", summary="Déposer un document", tags=("documents",),
+@operations.operation("POST", "/documents", summary="Déposer un document", tags=("documents",),
                status=201, response=DOCUMENT, description=UPLOAD_DOC, errors=UPLOAD_ERRORS,
                roles=("admin", "agent"))
 def create_document():
@@ -221,7 +215,7 @@ SEARCH_PARAMS = (
 )
 
 
-@api.operation("GET", "/documents", summary="Chercher des documents", tags=("documents",),
+@operations.operation("GET", "/documents", summary="Chercher des documents", tags=("documents",),
                response=DOCUMENT, paginated=True, query=SEARCH_PARAMS,
                description=(
                    "Sans `q`, les plus récents d'abord ; avec `q`, d'abord ceux dont le titre ou "
@@ -238,13 +232,13 @@ def list_documents():
             "per_page": result.per_page}
 
 
-@api.operation("GET", "/documents/<uuid:document_id>", summary="Un document", tags=("documents",),
+@operations.operation("GET", "/documents/<uuid:document_id>", summary="Un document", tags=("documents",),
                response=DOCUMENT)
 def get_document(document_id: uuid.UUID):
     return document_json(_document(document_id))
 
 
-@api.operation("PATCH", "/documents/<uuid:document_id>", summary="Modifier la description d'un document",
+@operations.operation("PATCH", "/documents/<uuid:document_id>", summary="Modifier la description d'un document",
                tags=("documents",), request=DOCUMENT_UPDATE, response=DOCUMENT,
                roles=("admin", "agent"))
 def update_document(document_id: uuid.UUID, body: dict):
@@ -268,7 +262,7 @@ class _JsonFields(dict):
         return value
 
 
-@api.operation("GET", "/documents/<uuid:document_id>/content", summary="Le contenu d'un document",
+@operations.operation("GET", "/documents/<uuid:document_id>/content", summary="Le contenu d'un document",
                tags=("documents",),
                query=(QueryParam("version", {"type": "integer", "minimum": 1},
                                  "Numéro de version (la dernière par défaut)."),
@@ -291,14 +285,14 @@ def document_content(document_id: uuid.UUID):
                               inline=request.args.get("disposition") == "inline")
 
 
-@api.operation("GET", "/documents/<uuid:document_id>/versions", summary="Les versions d'un document",
+@operations.operation("GET", "/documents/<uuid:document_id>/versions", summary="Les versions d'un document",
                tags=("documents",), response={"type": "object"})
 def list_versions(document_id: uuid.UUID):
     document = _document(document_id)
     return {"items": [version_json(v) for v in sorted(document.versions, key=lambda v: -v.number)]}
 
 
-@api.operation("POST", "/documents/<uuid:document_id>/versions", summary="Ajouter une version",
+@operations.operation("POST", "/documents/<uuid:document_id>/versions", summary="Ajouter une version",
                tags=("documents",), status=201, response=VERSION,
                description="Corps multipart/form-data : `file`.", errors=UPLOAD_ERRORS,
                roles=("admin", "agent"))
@@ -308,7 +302,7 @@ def create_version(document_id: uuid.UUID):
     return version_json(version), 201
 
 
-@api.operation("DELETE", "/documents/<uuid:document_id>", summary="Mettre un document à la corbeille",
+@operations.operation("DELETE", "/documents/<uuid:document_id>", summary="Mettre un document à la corbeille",
                tags=("documents",), status=204, roles=("admin", "agent"),
                description="Restaurable pendant 30 jours. Refusé (409) pendant la durée "
                            "d'utilité administrative ou sous gel juridique.",
@@ -318,7 +312,7 @@ def delete_document(document_id: uuid.UUID):
     return "", 204
 
 
-@api.operation("POST", "/documents/<uuid:document_id>/restore", summary="Restaurer depuis la corbeille",
+@operations.operation("POST", "/documents/<uuid:document_id>/restore", summary="Restaurer depuis la corbeille",
                tags=("documents",), response=DOCUMENT, roles=("admin", "agent"),
                errors={409: "Le document n'est pas dans la corbeille."})
 def restore_document(document_id: uuid.UUID):
@@ -327,13 +321,13 @@ def restore_document(document_id: uuid.UUID):
     return document_json(document)
 
 
-@api.operation("GET", "/trash", summary="La corbeille", tags=("documents",), response=DOCUMENT,
+@operations.operation("GET", "/trash", summary="La corbeille", tags=("documents",), response=DOCUMENT,
                paginated=True)
 def list_trash():
     return paginate(services.trash_query(actor()), document_json)
 
 
-@api.operation("GET", "/classifications", summary="Le plan de classement", tags=("documents",),
+@operations.operation("GET", "/classifications", summary="Le plan de classement", tags=("documents",),
                response={"type": "object"})
 def list_classifications():
     nodes = services.filing_plan()
@@ -343,7 +337,7 @@ def list_classifications():
                       for n in nodes]}
 
 
-@api.operation("GET", "/ged/usage", summary="Espace de stockage utilisé", tags=("documents",),
+@operations.operation("GET", "/ged/usage", summary="Espace de stockage utilisé", tags=("documents",),
                response={"type": "object"})
 def usage():
     status = services.quota_status(g.tenant)
@@ -370,14 +364,14 @@ def share_json(share) -> dict:
     }
 
 
-@api.operation("GET", "/shares", summary="Les partages accordés par la commune", tags=("partages",),
+@operations.operation("GET", "/shares", summary="Les partages accordés par la commune", tags=("partages",),
                response=SHARE, paginated=True)
 def list_shares():
     stmt = sa.select(services.Share).order_by(services.Share.created_at.desc(), services.Share.id)
     return paginate(stmt, share_json)
 
 
-@api.operation("POST", "/shares", summary="Partager un document ou un dossier (lecture seule)",
+@operations.operation("POST", "/shares", summary="Partager un document ou un dossier (lecture seule)",
                tags=("partages",), request=SHARE_CREATE, response=SHARE, status=201,
                roles=("admin",), errors={409: "Document à diffusion restreinte."})
 def create_share(body: dict):
@@ -394,7 +388,7 @@ def create_share(body: dict):
     return share_json(share), 201
 
 
-@api.operation("DELETE", "/shares/<uuid:share_id>", summary="Révoquer un partage", tags=("partages",),
+@operations.operation("DELETE", "/shares/<uuid:share_id>", summary="Révoquer un partage", tags=("partages",),
                status=204, roles=("admin",))
 def revoke_share(share_id: uuid.UUID):
     share = services.get_share(share_id)
@@ -424,21 +418,21 @@ def shared_json(document: Document, versions=None) -> dict:
     return body
 
 
-@api.operation("GET", "/shared-documents", summary="Documents partagés avec la commune",
+@operations.operation("GET", "/shared-documents", summary="Documents partagés avec la commune",
                tags=("partages",), response=DOCUMENT, paginated=True,
                description="En lecture seule ; les octets restent chez la commune propriétaire.")
 def list_shared_documents():
     return paginate(services.shared_documents_query(actor()), shared_json)
 
 
-@api.operation("GET", "/shared-documents/<uuid:document_id>", summary="Un document partagé",
+@operations.operation("GET", "/shared-documents/<uuid:document_id>", summary="Un document partagé",
                tags=("partages",), response=DOCUMENT)
 def get_shared_document(document_id: uuid.UUID):
     document, versions, _owner = _shared(document_id)
     return shared_json(document, versions)
 
 
-@api.operation("GET", "/shared-documents/<uuid:document_id>/content",
+@operations.operation("GET", "/shared-documents/<uuid:document_id>/content",
                summary="Le contenu d'un document partagé", tags=("partages",),
                query=(QueryParam("version", {"type": "integer", "minimum": 1}, "Numéro de version."),),
                errors={416: "Plage d'octets hors du fichier."})

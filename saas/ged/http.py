@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 
 from saas.ged import services
 from saas.ged.models import DocumentVersion
-from saas.ged.services import GedError
+from saas.ged.services import AppError
 from saas.ged.streams import FormError, StreamingForm
 from saas.storage import get_store
 from saas.storage.base import ObjectNotFound
@@ -37,8 +37,8 @@ def form_messages() -> dict[str, str]:
     }
 
 
-def form_error(exc: FormError) -> GedError:
-    return GedError(400 if exc.code != "field_too_large" else 413, exc.code, exc.message)
+def form_error(exc: FormError) -> AppError:
+    return AppError(400 if exc.code != "field_too_large" else 413, exc.code, exc.message)
 
 
 class FieldView:
@@ -72,7 +72,7 @@ def receive_upload(tenant, *, document=None, actor: services.Actor, csrf_check=N
     if csrf_check is not None:
         csrf_check(form.get("csrf_token") or request.headers.get("X-CSRFToken"))
     if not has_file:
-        raise GedError(422, "file_missing", _("Aucun fichier reçu : joignez-le dans le champ « file »."),
+        raise AppError(422, "file_missing", _("Aucun fichier reçu : joignez-le dans le champ « file »."),
                        {"fields": {"file": _("champ obligatoire")}})
     # Fields sent before the file are checked before the upload starts.
     early = services.parse_fields(FieldView(form))
@@ -158,9 +158,9 @@ def serve_version(tenant, version: DocumentVersion, *, inline: bool = False) -> 
     if byte_range is not None and len(byte_range.ranges) == 1:
         bounds = byte_range.range_for_length(size)
         if bounds is None:
-            raise GedError(416, "range_not_satisfiable",
+            raise AppError(416, "range_not_satisfiable",
                            _("Plage d'octets invalide : le fichier fait %(n)d octets.", n=size),
-                           {"size": size})
+                           {"size": size}, headers={"Content-Range": f"bytes */{size}"})
         start, stop = bounds
         try:
             reader = store.get(tenant, version.object_key, version_id=version.object_version_id,
@@ -186,9 +186,9 @@ def serve_version(tenant, version: DocumentVersion, *, inline: bool = False) -> 
     return response
 
 
-def _missing(version: DocumentVersion) -> GedError:
+def _missing(version: DocumentVersion) -> AppError:
     log.error("object %s of version %s is missing from the store", version.object_key, version.id)
-    return GedError(500, "object_missing",
+    return AppError(500, "object_missing",
                     _("Le fichier de cette version est introuvable dans le stockage : "
                       "l'équipe technique a été prévenue."))
 

@@ -23,6 +23,8 @@ from flask_babel import gettext as _
 from sqlalchemy.orm import selectinload
 
 from saas.audit.services import record
+from saas.auth.actor import Actor
+from saas.errors import AppError
 from saas.extensions import db
 from saas.ged import sniff
 from saas.ged.models import (
@@ -87,17 +89,6 @@ DEFAULT_FILING_PLAN: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = 
     ("7", "État civil et élections", ()),
     ("8", "Voirie et patrimoine", (("8.1", "Voirie"), ("8.2", "Bâtiments"))),
 )
-
-
-class GedError(Exception):
-    """A refusal people can act on: HTTP status, stable code, French message, optional details."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -211,9 +202,9 @@ def quota_status(tenant: Tenant) -> QuotaStatus:
     return QuotaStatus(usage_of(tenant.id), int(tenant.quota_bytes or 0))
 
 
-def _quota_error(tenant: Tenant, incoming: int, used: int | None = None) -> GedError:
+def _quota_error(tenant: Tenant, incoming: int, used: int | None = None) -> AppError:
     used = usage_of(tenant.id) if used is None else used
-    return GedError(
+    return AppError(
         413, "quota_exceeded",
         _("Quota de stockage dépassé : la commune dispose de %(quota)s, dont %(used)s déjà "
           "utilisés ; ce fichier (%(size)s) ne tient pas dans les %(left)s restants. Videz la "
@@ -224,9 +215,9 @@ def _quota_error(tenant: Tenant, incoming: int, used: int | None = None) -> GedE
     )
 
 
-def _too_large_error(size: int | None = None) -> GedError:
+def _too_large_error(size: int | None = None) -> AppError:
     limit = max_upload_bytes()
-    return GedError(
+    return AppError(
         413, "file_too_large",
         _("Fichier trop volumineux : %(limit)s au plus par fichier.", limit=human_size(limit)),
         {"max_bytes": limit, **({"size": size} if size is not None else {})},
@@ -307,7 +298,7 @@ def ingest(tenant: Tenant, stream, *, filename: str | None, document_id: uuid.UU
         sniffed = sniff.sniff(head, safe_name)
     except sniff.Refused as exc:
         status = 422 if exc.code == "empty_file" else 415
-        raise GedError(status, exc.code, exc.reason) from None
+        raise AppError(status, exc.code, exc.reason) from None
     status = quota_status(tenant)
     limit = max_upload_bytes()
     over_quota = False
@@ -325,14 +316,14 @@ def ingest(tenant: Tenant, stream, *, filename: str | None, document_id: uuid.UU
                        metadata={"document": str(document_id)})
     if stored.size == 0:  # pragma: no cover - sniff refuses empty heads first
         delete_object_quietly(tenant, key)
-        raise GedError(422, "empty_file", _("Le fichier est vide (0 octet)."))
+        raise AppError(422, "empty_file", _("Le fichier est vide (0 octet)."))
     if sniffed.is_zip:
         try:
             sniff.zip_is_sane(RangedObjectFile(store, tenant, key, stored.size, stored.version_id),
                               max_total=ZIP_MAX_TOTAL, max_ratio=ZIP_MAX_RATIO)
         except sniff.Refused as exc:
             delete_object_quietly(tenant, key)
-            raise GedError(422, exc.code, exc.reason) from None
+            raise AppError(422, exc.code, exc.reason) from None
         except BaseException:
             delete_object_quietly(tenant, key)
             raise
@@ -545,28 +536,11 @@ def _resolve_people(values: Iterable[str], problems: dict[str, str]) -> list[uui
 
 def raise_problems(problems: dict[str, str]) -> None:
     if problems:
-        raise GedError(422, "validation_error", _("Les données envoyées sont invalides."),
+        raise AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                        {"fields": problems})
 
 
 # -- permissions -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts in the commune: a user id and a role (admin, agent, elu), or the system."""
-
-    user_id: uuid.UUID | None
-    role: str | None
-    user: object | None = None
-
-    @property
-    def can_write(self) -> bool:
-        return self.role in ("admin", "agent")
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 def visible_clause(actor: Actor):
@@ -614,12 +588,12 @@ def get_document(document_id, actor: Actor, *, include_trash: bool = False) -> D
 
 def require_writer(actor: Actor) -> None:
     if not actor.can_write:
-        raise GedError(403, "forbidden", _("Votre rôle ne permet pas de modifier les documents."))
+        raise AppError(403, "forbidden", _("Votre rôle ne permet pas de modifier les documents."))
 
 
 def require_admin(actor: Actor) -> None:
     if not actor.is_admin:
-        raise GedError(403, "forbidden",
+        raise AppError(403, "forbidden",
                        _("Cette action est réservée aux administrateurs de la commune."))
 
 
@@ -1107,7 +1081,7 @@ def delete_document(document: Document, actor: Actor) -> None:
     require_writer(actor)
     reason = retention_block(document)
     if reason:
-        raise GedError(409, "under_retention", reason)
+        raise AppError(409, "under_retention", reason)
     document.deleted_at = now()
     document.deleted_by = actor.user_id
     record("ged.delete", f"document:{document.id}", {"title": document.title})
@@ -1117,7 +1091,7 @@ def delete_document(document: Document, actor: Actor) -> None:
 def restore_document(document: Document, actor: Actor) -> None:
     require_writer(actor)
     if document.deleted_at is None:
-        raise GedError(409, "not_in_trash", _("Ce document n'est pas dans la corbeille."))
+        raise AppError(409, "not_in_trash", _("Ce document n'est pas dans la corbeille."))
     document.deleted_at = None
     document.deleted_by = None
     record("ged.restore", f"document:{document.id}", {"title": document.title})
@@ -1197,13 +1171,13 @@ def decide_proposal(tenant: Tenant, proposal: EliminationProposal, decisions: di
     """Approve a bordereau: destroy the items marked `destroy`, keep the others; return destroyed."""
     require_admin(actor)
     if proposal.state != "proposed":
-        raise GedError(409, "already_decided", _("Ce bordereau a déjà été traité."))
+        raise AppError(409, "already_decided", _("Ce bordereau a déjà été traité."))
     destroyed = 0
     to_destroy = []
     for item in proposal.items:
         decision = decisions.get(item.id, "keep" if item.fate == FinalFate.TRIER else "destroy")
         if decision not in ("destroy", "keep"):
-            raise GedError(422, "validation_error", _("Décision inconnue."))
+            raise AppError(422, "validation_error", _("Décision inconnue."))
         item.decision = decision
         if decision == "destroy":
             to_destroy.append(item.document_id)
@@ -1229,7 +1203,7 @@ def decide_proposal(tenant: Tenant, proposal: EliminationProposal, decisions: di
 def reject_proposal(proposal: EliminationProposal, actor: Actor) -> None:
     require_admin(actor)
     if proposal.state != "proposed":
-        raise GedError(409, "already_decided", _("Ce bordereau a déjà été traité."))
+        raise AppError(409, "already_decided", _("Ce bordereau a déjà été traité."))
     proposal.state = "rejected"
     proposal.decided_at = now()
     proposal.decided_by = actor.user_id
@@ -1256,13 +1230,13 @@ def create_share(*, target_slug: str, actor: Actor, document: Document | None = 
     target = db.session.execute(sa.select(Tenant).where(Tenant.slug == (target_slug or "").strip())
                                 ).scalar_one_or_none()
     if target is None or target.id == current_tenant_id():
-        raise GedError(422, "validation_error", _("Les données envoyées sont invalides."),
+        raise AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                        {"fields": {"target": _("commune inconnue (ou la vôtre)")}})
     if (document is None) == (classification is None):
-        raise GedError(422, "validation_error", _("Partagez un document ou un dossier."),
+        raise AppError(422, "validation_error", _("Partagez un document ou un dossier."),
                        {"fields": {"document_id": _("un document ou un dossier, pas les deux")}})
     if document is not None and document.confidentiality != Confidentiality.ALL_AGENTS:
-        raise GedError(409, "confidential",
+        raise AppError(409, "confidential",
                        _("Un document à diffusion restreinte ne peut pas être partagé."))
     existing = db.session.execute(sa.select(Share).where(
         Share.target_tenant_id == target.id, Share.revoked_at.is_(None),

@@ -26,18 +26,20 @@ from flask import Response, current_app, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from saas.api import api, bp
+from saas.api.registry import Operations
 from saas.auth.tokens import TokenRejection, authenticate
-from saas.errors import ApiError
+from saas.errors import AppError
 from saas.extensions import db
 from saas.ged import services, sniff
 from saas.ged.models import Upload
-from saas.ged.services import Actor, GedError, Ingested
+from saas.ged.services import Actor, Ingested
 from saas.ged.streams import RangedObjectFile, read_head
 from saas.modelbase import utcnow
 from saas.storage import get_store
 from saas.storage.base import ObjectNotFound, StorageError
 from saas.tenancy.context import set_user
+
+operations = Operations()
 
 TUS_VERSION = "1.0.0"
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -55,8 +57,8 @@ def _chunk_size() -> int:
 # -- protocol headers ------------------------------------------------------------------------
 
 
-@bp.after_request
-def _tus_headers(response: Response) -> Response:
+def tus_headers(response: Response) -> Response:
+    """The tus protocol headers on every answer under the uploads path."""
     if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
         response.headers["Tus-Resumable"] = TUS_VERSION
         if request.method == "OPTIONS":
@@ -71,7 +73,7 @@ def _tus_headers(response: Response) -> Response:
 def _check_resumable() -> None:
     version = request.headers.get("Tus-Resumable")
     if version != TUS_VERSION:
-        raise ApiError(412, "tus_version", _("Version du protocole tus non prise en charge : "
+        raise AppError(412, "tus_version", _("Version du protocole tus non prise en charge : "
                                              "envoyez « Tus-Resumable: 1.0.0 »."))
 
 
@@ -82,25 +84,25 @@ def _actor() -> Actor:
         scheme, _sep, value = header.partition(" ")
         result = authenticate(value.strip()) if scheme.lower() == "bearer" else None
         if result is None or isinstance(result, TokenRejection):
-            raise ApiError(401, "unauthorized", _("Jeton d'API invalide ou révoqué."))
+            raise AppError(401, "unauthorized", _("Jeton d'API invalide ou révoqué."))
         request.api_user = result.user
         set_user(result.user)
         g.membership = result.membership
         g.api_token = result.token
         return Actor(result.user.id, result.membership.role, result.user)
     if not current_user.is_authenticated or g.get("membership") is None:
-        raise ApiError(401, "unauthorized", _("Authentification requise."))
+        raise AppError(401, "unauthorized", _("Authentification requise."))
     from flask_wtf.csrf import ValidationError, validate_csrf
 
     try:
         validate_csrf(request.headers.get("X-CSRFToken"))
     except ValidationError:
-        raise ApiError(400, "csrf_failed", _("Jeton CSRF absent ou expiré : rechargez la page.")) from None
+        raise AppError(400, "csrf_failed", _("Jeton CSRF absent ou expiré : rechargez la page.")) from None
     return Actor(current_user.id, g.membership.role, current_user)
 
 
-def _as_api(exc: GedError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, exc.details)
+def _as_api(exc: AppError) -> AppError:
+    return AppError(exc.status, exc.code, exc.message, exc.details)
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:
@@ -114,12 +116,12 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             continue
         key, _sep, value = item.partition(" ")
         if key not in METADATA_KEYS or key in result:
-            raise ApiError(400, "bad_metadata", _("Métadonnée tus inconnue ou répétée : %(k)s.",
+            raise AppError(400, "bad_metadata", _("Métadonnée tus inconnue ou répétée : %(k)s.",
                                                   k=key[:40]))
         try:
             result[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value else ""
         except ValueError:
-            raise ApiError(400, "bad_metadata", _("Métadonnée tus mal encodée (base64 UTF-8 "
+            raise AppError(400, "bad_metadata", _("Métadonnée tus mal encodée (base64 UTF-8 "
                                                   "attendu) : %(k)s.", k=key)) from None
     return result
 
@@ -127,7 +129,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
 def _get_upload(upload_id: uuid.UUID, actor: Actor) -> Upload:
     upload = db.session.execute(sa.select(Upload).where(Upload.id == upload_id)).scalar_one_or_none()
     if upload is None or upload.user_id != actor.user_id or upload.expires_at < utcnow():
-        raise ApiError(404, "not_found", _("Envoi introuvable ou expiré : recommencez l'envoi."))
+        raise AppError(404, "not_found", _("Envoi introuvable ou expiré : recommencez l'envoi."))
     return upload
 
 
@@ -143,7 +145,7 @@ def _upload_headers(upload: Upload) -> dict[str, str]:
 # -- creation --------------------------------------------------------------------------------
 
 
-@api.operation("POST", "/uploads", summary="Créer un envoi reprenable (tus 1.0.0)",
+@operations.operation("POST", "/uploads", summary="Créer un envoi reprenable (tus 1.0.0)",
                tags=("envois",), status=201, public=True,
                description="En-têtes `Tus-Resumable: 1.0.0`, `Upload-Length`, `Upload-Metadata` "
                            "(filename, title, type, classification, tags, document_id pour une "
@@ -154,16 +156,16 @@ def create_upload():
     actor = _actor()
     _check_resumable()
     if not actor.can_write:
-        raise ApiError(403, "forbidden", _("Votre rôle ne permet pas de déposer des documents."))
+        raise AppError(403, "forbidden", _("Votre rôle ne permet pas de déposer des documents."))
     if request.headers.get("Upload-Defer-Length"):
-        raise ApiError(400, "defer_length", _("La taille du fichier doit être annoncée "
+        raise AppError(400, "defer_length", _("La taille du fichier doit être annoncée "
                                               "(Upload-Length)."))
     raw = request.headers.get("Upload-Length", "")
     if not raw.isdigit():
-        raise ApiError(400, "upload_length", _("En-tête Upload-Length manquant ou invalide."))
+        raise AppError(400, "upload_length", _("En-tête Upload-Length manquant ou invalide."))
     length = int(raw)
     if length == 0:
-        raise ApiError(422, "empty_file", _("Le fichier est vide (0 octet) : choisissez un fichier "
+        raise AppError(422, "empty_file", _("Le fichier est vide (0 octet) : choisissez un fichier "
                                             "qui a un contenu."))
     meta = parse_metadata(request.headers.get("Upload-Metadata"))
     tenant = g.tenant
@@ -171,13 +173,13 @@ def create_upload():
         services.check_room(tenant, length)
         fields = services.parse_fields(meta)
         services.raise_problems(fields.problems)
-    except GedError as exc:
+    except AppError as exc:
         raise _as_api(exc) from None
     document_id = None
     if meta.get("document_id"):
         document = services.get_document(meta["document_id"], actor)
         if document is None:
-            raise ApiError(404, "not_found", _("Document introuvable."))
+            raise AppError(404, "not_found", _("Document introuvable."))
         document_id = document.id
     upload = Upload(id=uuid.uuid4(), user_id=actor.user_id, length=length, offset=0, parts=[],
                     filename=services.sanitize_filename(meta.get("filename")),
@@ -194,7 +196,7 @@ def create_upload():
 # -- offset ------------------------------------------------------------------------------------
 
 
-@api.operation("GET", "/uploads/<uuid:upload_id>", summary="État d'un envoi reprenable",
+@operations.operation("GET", "/uploads/<uuid:upload_id>", summary="État d'un envoi reprenable",
                tags=("envois",), public=True, response={"type": "object"},
                description="`HEAD` (tus) renvoie `Upload-Offset` et `Upload-Length` ; `GET` le "
                            "même état en JSON.")
@@ -234,7 +236,7 @@ class _Piece:
         return data
 
 
-@api.operation("PATCH", "/uploads/<uuid:upload_id>", summary="Envoyer la suite d'un envoi reprenable",
+@operations.operation("PATCH", "/uploads/<uuid:upload_id>", summary="Envoyer la suite d'un envoi reprenable",
                tags=("envois",), status=204, public=True,
                description="`Content-Type: application/offset+octet-stream`, `Upload-Offset` = "
                            "décalage actuel (sinon 409). Les octets sont conservés par morceaux "
@@ -247,18 +249,18 @@ def patch_upload(upload_id: uuid.UUID):
     actor = _actor()
     _check_resumable()
     if request.mimetype != "application/offset+octet-stream":
-        raise ApiError(415, "unsupported_media_type",
+        raise AppError(415, "unsupported_media_type",
                        _("Envoyez les octets avec Content-Type: application/offset+octet-stream."))
     # Serialise concurrent PATCHes of one upload (a client retrying while its first try runs).
     upload = db.session.execute(
         sa.select(Upload).where(Upload.id == upload_id).with_for_update()).scalar_one_or_none()
     if upload is None or upload.user_id != actor.user_id or upload.expires_at < utcnow():
-        raise ApiError(404, "not_found", _("Envoi introuvable ou expiré : recommencez l'envoi."))
+        raise AppError(404, "not_found", _("Envoi introuvable ou expiré : recommencez l'envoi."))
     raw = request.headers.get("Upload-Offset", "")
     if not raw.isdigit():
-        raise ApiError(400, "upload_offset", _("En-tête Upload-Offset manquant ou invalide."))
+        raise AppError(400, "upload_offset", _("En-tête Upload-Offset manquant ou invalide."))
     if int(raw) != upload.offset:
-        raise ApiError(409, "offset_mismatch",
+        raise AppError(409, "offset_mismatch",
                        _("Décalage %(got)s différent de celui du serveur (%(have)d) : "
                          "interrogez l'envoi (HEAD) puis reprenez.", got=raw, have=upload.offset),
                        {"offset": upload.offset})
@@ -276,7 +278,7 @@ def patch_upload(upload_id: uuid.UUID):
             sniff.sniff(head, upload.filename)
         except sniff.Refused as exc:
             _terminate(upload)
-            raise ApiError(422 if exc.code == "empty_file" else 415, exc.code, exc.reason) from None
+            raise AppError(422 if exc.code == "empty_file" else 415, exc.code, exc.reason) from None
     while upload.offset < upload.length:
         size = min(chunk, upload.length - upload.offset)
         index = len(upload.parts)
@@ -301,7 +303,7 @@ def patch_upload(upload_id: uuid.UUID):
         return Response(status=204, headers=_upload_headers(upload))
     try:
         _complete(tenant, upload, actor)
-    except GedError as exc:
+    except AppError as exc:
         raise _as_api(exc) from None
     return Response(status=204, headers=_done_headers(upload))
 
@@ -322,7 +324,7 @@ def _complete(tenant, upload: Upload, actor: Actor) -> None:
         document = services.get_document(upload.document_id, actor)
         if document is None:
             _terminate(upload)
-            raise GedError(404, "not_found", _("Document introuvable."))
+            raise AppError(404, "not_found", _("Document introuvable."))
     document_id = document.id if document is not None else uuid.uuid4()
     key = services.new_object_key(document_id)
     sources = [(p["key"], p["version_id"]) for p in upload.parts]
@@ -333,7 +335,7 @@ def _complete(tenant, upload: Upload, actor: Actor) -> None:
         sniffed = sniff.sniff(head, upload.filename)
     except sniff.Refused as exc:
         _terminate(upload)
-        raise GedError(422 if exc.code == "empty_file" else 415, exc.code, exc.reason) from None
+        raise AppError(422 if exc.code == "empty_file" else 415, exc.code, exc.reason) from None
     stored = store.compose(tenant, key, sources, content_type=sniffed.content_type,
                            metadata={"document": str(document_id)})
     if sniffed.is_zip:
@@ -343,7 +345,7 @@ def _complete(tenant, upload: Upload, actor: Actor) -> None:
         except sniff.Refused as exc:
             services.delete_object_quietly(tenant, key)
             _terminate(upload)
-            raise GedError(422, exc.code, exc.reason) from None
+            raise AppError(422, exc.code, exc.reason) from None
     ingested = Ingested(key=key, stored=stored, sniffed=sniffed, filename=upload.filename)
     upload_id = upload.id
     fields = services.parse_fields(dict(upload.fields or {}))
@@ -376,7 +378,7 @@ def _terminate(upload: Upload) -> None:
     db.session.commit()
 
 
-@api.operation("DELETE", "/uploads/<uuid:upload_id>", summary="Abandonner un envoi reprenable",
+@operations.operation("DELETE", "/uploads/<uuid:upload_id>", summary="Abandonner un envoi reprenable",
                tags=("envois",), status=204, public=True)
 def delete_upload(upload_id: uuid.UUID):
     actor = _actor()

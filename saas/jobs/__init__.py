@@ -25,3 +25,12 @@ from saas.jobs.api import (  # noqa: F401  (public API)
 from saas.jobs.effects import once  # noqa: F401
 from saas.jobs.registry import QueueNames  # noqa: F401
 from saas.jobs.scheduler import periodic  # noqa: F401
+
+
+def init_app(app) -> None:
+    """Wire the job system into `app`: runtime, console pages, metrics, GET /api/v1/jobs/<id>."""
+    from saas.api import add_operations
+    from saas.jobs import api_routes, setup
+
+    setup.init_app(app, app.config["SAAS_SETTINGS"])
+    add_operations(app, api_routes.operations)

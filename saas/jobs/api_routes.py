@@ -6,11 +6,13 @@ import uuid
 
 from flask_babel import gettext as _
 
-from saas.api import api
 from saas.api.helpers import not_found
+from saas.api.registry import Operations
 from saas.jobs.api import get_job
 
-JOB = api.schema("Job", {
+operations = Operations()
+
+JOB = operations.schema("Job", {
     "type": "object",
     "required": ["id", "kind", "state", "progress", "error", "result"],
     "properties": {
@@ -33,7 +35,7 @@ JOB = api.schema("Job", {
 })
 
 
-@api.operation("GET", "/jobs/<uuid:job_id>", summary="État d'une tâche de fond", tags=("tâches",),
+@operations.operation("GET", "/jobs/<uuid:job_id>", summary="État d'une tâche de fond", tags=("tâches",),
                response=JOB,
                description="Tâches longues lancées par l'API (télétransmission, extraction…). "
                            "`failed` : échec définitif ; `dead` : essais épuisés.")

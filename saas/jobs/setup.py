@@ -73,9 +73,6 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     load_task_modules()
     install_session_hooks()
-    # Registers GET /api/v1/jobs/<id> on the API blueprint, which is registered right after.
-    from saas.jobs import api_routes  # noqa: F401
-
     app.register_blueprint(console.bp)
     app.register_blueprint(views.bp)
     metrics.init_app(app)

@@ -1,1 +1,13 @@
 """Pages common to every host: the portal, a commune's home, health probes."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from saas.web import health, template_globals, views
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(views.bp)
+    template_globals.init_app(app)

@@ -11,7 +11,7 @@ from flask import Blueprint
 
 from saas.api.helpers import paginate
 from saas.auth.models import ApiToken, Membership
-from saas.errors import ApiError
+from saas.errors import AppError
 from saas.extensions import db
 from saas.tenancy.context import tenant_context
 from tests.conftest import BASE_DOMAIN, HostClient
@@ -277,18 +277,18 @@ def extra_app(app_overrides):
     """A second app with test-only endpoints (the real blueprint is sealed once registered)."""
     from saas import create_app
     from saas.api import auth as api_auth
-    from saas.api.registry import ApiRegistry
+    from saas.api.registry import ApiRegistry, Operations
     from saas.extensions import csrf
 
     bp = Blueprint("apitest", __name__, url_prefix="/api/v1/test")
     registry = ApiRegistry(bp)
-    api_auth.install(bp, registry)
+    operations = Operations()
 
-    @registry.operation("GET", "/admins", summary="Réservé aux administrateurs", roles=("admin",))
+    @operations.operation("GET", "/admins", summary="Réservé aux administrateurs", roles=("admin",))
     def admins_only():
         return {"ok": True}
 
-    @registry.operation("POST", "/echo", summary="Renvoie le corps", request={
+    @operations.operation("POST", "/echo", summary="Renvoie le corps", request={
         "type": "object", "required": ["when"], "additionalProperties": False,
         "properties": {
             "when": {"type": "string", "format": "date-time"},
@@ -302,10 +302,12 @@ def extra_app(app_overrides):
     def echo(body):
         return body
 
-    @registry.operation("GET", "/conflict", summary="Erreur métier", errors={409: "Conflit"})
+    @operations.operation("GET", "/conflict", summary="Erreur métier", errors={409: "Conflit"})
     def conflict():
-        raise ApiError(409, "already_sent", "Déjà transmis.")
+        raise AppError(409, "already_sent", "Déjà transmis.")
 
+    registry.add(operations)
+    api_auth.install(bp, registry)
     extra = create_app(app_overrides)
     extra.register_blueprint(bp)
     csrf.exempt(bp)
@@ -352,12 +354,17 @@ def test_request_schema_subset(app, extra_app, tenant_a, make_token):
 
 
 def test_unsupported_schema_keywords_fail_at_declaration():
-    from saas.api.registry import ApiRegistry
+    from saas.api.registry import ApiRegistry, Operations
 
-    registry = ApiRegistry(Blueprint("apicheck", __name__))
+    operations = Operations()
     with pytest.raises(ValueError, match="oneOf"):
-        registry.operation("POST", "/x", summary="x", request={"oneOf": [{"type": "string"}]})
+        operations.operation("POST", "/x", summary="x", request={"oneOf": [{"type": "string"}]})
     with pytest.raises(ValueError, match="format"):
-        registry.schema("Odd", {"type": "string", "format": "ipv4"})
+        operations.schema("Odd", {"type": "string", "format": "ipv4"})
+
+    @operations.operation("POST", "/x", summary="x", request={"$ref": "#/components/schemas/Nope"})
+    def dangling():
+        return {}
+
     with pytest.raises(ValueError, match="unknown schema reference"):
-        registry.operation("POST", "/x", summary="x", request={"$ref": "#/components/schemas/Nope"})
+        ApiRegistry(Blueprint("apicheck", __name__)).add(operations)

@@ -8,8 +8,6 @@ import re
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from saas.api import api
-
 PREFIX = "/api/v1"
 _ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _IGNORED_METHODS = {"HEAD", "OPTIONS"}  # added by Flask to every rule
@@ -65,7 +63,7 @@ def test_security_and_error_schema(app, tenant_a, api_client):
             assert declared == set(re.findall(r"{(\w+)}", path)), (method, path)
     public_ops = {(m, p) for p, item in doc["paths"].items() for m, op in item.items()
                   if op.get("security") == []}
-    declared_public = {(op.method.lower(), op.openapi_path()) for op in api.operations if op.public}
+    declared_public = {(op.method.lower(), op.openapi_path()) for op in app.extensions["saas_api"].operations if op.public}
     assert public_ops == declared_public
     assert ("get", "/openapi.json") in public_ops and ("get", "/me") not in public_ops
 
@@ -110,7 +108,7 @@ def test_real_answers_match_the_documented_schemas(app, tenant_a, make_token, ap
 
 
 def test_registry_and_url_map_agree_on_endpoints(app):
-    for op in api.operations:
+    for op in app.extensions["saas_api"].operations:
         rules = [r for r in app.url_map.iter_rules() if r.endpoint == op.endpoint]
         assert len(rules) == 1, op.endpoint
         assert op.method in rules[0].methods

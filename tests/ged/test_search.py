@@ -64,10 +64,10 @@ def test_web_list_says_more_than_when_capped(app, tenant_a, api, web, monkeypatc
     writer = api(tenant_a)
     for i in range(3):
         upload(writer, make_pdf(), f"{i}.pdf", title=f"Budget primitif {i}")
-    from saas.ged import routes
+    from saas.ged import views
 
     monkeypatch.setattr(services, "SEARCH_COUNT_CAP", 1)
-    monkeypatch.setattr(routes, "PER_PAGE", 1)
+    monkeypatch.setattr(views, "PER_PAGE", 1)
     html = web(tenant_a).get("/ged/?q=budget").get_data(as_text=True)
     heading = re.search(r'id="results-title">(.*?)</h2>', html, re.S).group(1)
     assert heading == "Plus de 1 documents"

@@ -34,7 +34,7 @@ def index():
     if g.host_kind == "portal":
         return portal()
     if g.host_kind == "console":
-        from saas.admin.routes import home
+        from saas.admin.views import home
 
         return home()
     return tenant_home()

@@ -30,7 +30,7 @@ from saas.ged.models import (
     DocType,
     EliminationProposal,
 )
-from saas.ged.services import Actor, GedError
+from saas.ged.services import Actor, AppError
 from saas.ged.tasks import extract_text_job
 from saas.hostguards import member_required
 from saas.jobs import find_job
@@ -87,7 +87,7 @@ def index():
     error = None
     try:
         params = services.parse_search(request.args)
-    except GedError as exc:
+    except AppError as exc:
         params, error = services.SearchParams(), exc
     result = services.search_page(params, actor(), page=_page(), per_page=PER_PAGE)
     documents, total, page = result.items, result.total, result.page
@@ -109,7 +109,7 @@ def _csrf_check(token):
     try:
         validate_csrf(token)
     except ValidationError:
-        raise GedError(400, "csrf_failed", _("Le formulaire a expiré ou n'est pas valide : "
+        raise AppError(400, "csrf_failed", _("Le formulaire a expiré ou n'est pas valide : "
                                              "rechargez la page et recommencez.")) from None
 
 
@@ -130,7 +130,7 @@ def upload_form():
 def upload():
     try:
         document = http.receive_upload(g.tenant, actor=actor(), csrf_check=_csrf_check)
-    except GedError as exc:
+    except AppError as exc:
         return render_template("ged/upload.html", nodes=services.filing_plan(), error=exc,
                                usage=services.quota_status(g.tenant),
                                max_upload=services.max_upload_bytes(), selected=""), exc.status
@@ -143,7 +143,7 @@ def upload():
 
 @bp.get("/documents/<uuid:document_id>")
 @member_required
-def document(document_id: uuid.UUID, error: GedError | None = None, status: int = 200):
+def document(document_id: uuid.UUID, error: AppError | None = None, status: int = 200):
     doc = _document_or_404(document_id)
     outgoing = []
     targets = []
@@ -173,7 +173,7 @@ def content(document_id: uuid.UUID):
         db.session.commit()
     try:
         return http.serve_version(g.tenant, version, inline=request.args.get("inline") == "1")
-    except GedError as exc:
+    except AppError as exc:
         abort(exc.status, description=exc.message)
 
 
@@ -184,7 +184,7 @@ def new_version(document_id: uuid.UUID):
     doc = _document_or_404(document_id)
     try:
         version = http.receive_upload(g.tenant, document=doc, actor=actor(), csrf_check=_csrf_check)
-    except GedError as exc:
+    except AppError as exc:
         db.session.rollback()
         return document(document_id, error=exc, status=exc.status)
     flash(_("Version %(n)d ajoutée.", n=version.number), "success")
@@ -201,7 +201,7 @@ def edit(document_id: uuid.UUID):
         fields.legal_hold = False
     try:
         services.update_document(doc, fields, actor())
-    except GedError as exc:
+    except AppError as exc:
         db.session.rollback()
         return document(document_id, error=exc, status=exc.status)
     flash(_("Description enregistrée."), "success")
@@ -214,7 +214,7 @@ def delete(document_id: uuid.UUID):
     doc = _document_or_404(document_id)
     try:
         services.delete_document(doc, actor())
-    except GedError as exc:
+    except AppError as exc:
         return document(document_id, error=exc, status=exc.status)
     flash(_("Document placé dans la corbeille (restaurable pendant 30 jours)."), "success")
     return redirect(url_for("ged.index"), 303)
@@ -237,7 +237,7 @@ def restore(document_id: uuid.UUID):
     doc = _document_or_404(document_id, include_trash=True)
     try:
         services.restore_document(doc, actor())
-    except GedError as exc:
+    except AppError as exc:
         flash(exc.message, "error")
         return redirect(url_for("ged.trash"), 303)
     flash(_("Document restauré."), "success")
@@ -273,7 +273,7 @@ def share_create():
         services.create_share(target_slug=form.get("target", ""), actor=actor(),
                               document=document, classification=classification,
                               note=form.get("note"))
-    except GedError as exc:
+    except AppError as exc:
         db.session.rollback()
         flash(exc.message if not exc.details else
               exc.message + " " + " ".join(exc.details.get("fields", {}).values()), "error")
@@ -292,7 +292,7 @@ def share_revoke(share_id: uuid.UUID):
         abort(404)
     try:
         services.revoke_share(share, actor())
-    except GedError as exc:
+    except AppError as exc:
         abort(exc.status)
     flash(_("Partage révoqué."), "success")
     return redirect(request.referrer or url_for("ged.shares"), 303)
@@ -325,7 +325,7 @@ def shared_content(document_id: uuid.UUID):
     services.audit_shared_read(doc, owner, version.number)
     try:
         return http.serve_version(owner, version, inline=request.args.get("inline") == "1")
-    except GedError as exc:
+    except AppError as exc:
         abort(exc.status, description=exc.message)
 
 
@@ -346,7 +346,7 @@ def plan_add():
     try:
         services.add_classification(request.form.get("code", ""), request.form.get("label", ""),
                                     parent)
-    except GedError as exc:
+    except AppError as exc:
         db.session.rollback()
         flash(exc.message + " " + " ".join((exc.details or {}).get("fields", {}).values()), "error")
     else:
@@ -403,7 +403,7 @@ def proposal_decide(proposal_id: uuid.UUID):
             decisions[entry.id] = value
     try:
         destroyed = services.decide_proposal(g.tenant, item, decisions, actor())
-    except GedError as exc:
+    except AppError as exc:
         flash(exc.message, "error")
         return redirect(url_for("ged.proposal", proposal_id=proposal_id), 303)
     flash(_("Bordereau approuvé : %(n)d document(s) détruit(s).", n=destroyed), "success")

@@ -6,14 +6,16 @@ import uuid
 
 from flask import g
 
-from saas.api import api
 from saas.api.helpers import iso, not_found, paginate
+from saas.api.registry import Operations
 from saas.auth import tokens as token_service
 from saas.auth.models import ApiToken
-from saas.errors import ApiError
+from saas.errors import AppError
 from saas.extensions import db
 
-TOKEN = api.schema("ApiToken", {
+operations = Operations()
+
+TOKEN = operations.schema("ApiToken", {
     "type": "object",
     "required": ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at", "current"],
     "properties": {
@@ -28,7 +30,7 @@ TOKEN = api.schema("ApiToken", {
     },
 })
 
-TOKEN_UPDATE = api.schema("ApiTokenUpdate", {
+TOKEN_UPDATE = operations.schema("ApiTokenUpdate", {
     "type": "object",
     "required": ["name"],
     "additionalProperties": False,
@@ -61,32 +63,32 @@ def request_user_id() -> uuid.UUID:
     return g.api_token.user_id
 
 
-@api.operation("GET", "/tokens", summary="Mes jetons d'API dans cette commune", tags=("jetons",),
+@operations.operation("GET", "/tokens", summary="Mes jetons d'API dans cette commune", tags=("jetons",),
                response=TOKEN, paginated=True,
                description="Les plus récents d'abord, révoqués compris.")
 def list_tokens():
     return paginate(token_service.tokens_query(user_id=request_user_id()), token_json)
 
 
-@api.operation("GET", "/tokens/<uuid:token_id>", summary="Un de mes jetons", tags=("jetons",),
+@operations.operation("GET", "/tokens/<uuid:token_id>", summary="Un de mes jetons", tags=("jetons",),
                response=TOKEN)
 def get_token(token_id: uuid.UUID):
     return token_json(_own_token(token_id))
 
 
-@api.operation("PATCH", "/tokens/<uuid:token_id>", summary="Renommer un de mes jetons",
+@operations.operation("PATCH", "/tokens/<uuid:token_id>", summary="Renommer un de mes jetons",
                tags=("jetons",), request=TOKEN_UPDATE, response=TOKEN)
 def update_token(token_id: uuid.UUID, body: dict):
     token = _own_token(token_id)
     try:
         token_service.rename_token(token, body["name"])
     except token_service.TokenError as exc:
-        raise ApiError(422, "validation_error", str(exc), {"fields": {"name": str(exc)}}) from None
+        raise AppError(422, "validation_error", str(exc), {"fields": {"name": str(exc)}}) from None
     db.session.commit()
     return token_json(token)
 
 
-@api.operation("DELETE", "/tokens/<uuid:token_id>", summary="Révoquer un de mes jetons",
+@operations.operation("DELETE", "/tokens/<uuid:token_id>", summary="Révoquer un de mes jetons",
                tags=("jetons",), status=204, response_description="Révoqué (ou l'était déjà).",
                description="Révoquer le jeton de la requête est permis : les appels suivants "
                            "avec ce jeton répondent 401.")
