@@ -31,7 +31,7 @@ def init_command() -> None:
     from alembic import command
     from alembic.config import Config
 
-    from saas.tenancy.rls import grant_app_role
+    from saas.tenancy.rls import check_app_role, grant_app_role
 
     settings = current_app.config["SAAS_SETTINGS"]
     settings.instance_path.mkdir(parents=True, exist_ok=True)
@@ -47,14 +47,24 @@ def init_command() -> None:
                 owner_role = conn.execute(sa.text("SELECT current_user")).scalar()
                 if app_role and app_role != owner_role:
                     grant_app_role(conn, app_role)
-                else:
-                    click.echo(
-                        "attention : l'application se connecte avec le rôle propriétaire ; "
-                        "définissez SAAS_DATABASE_OWNER_URL et un rôle applicatif distinct en production.",
-                        err=True,
-                    )
     finally:
         owner_engine.dispose()
+    if sa.engine.make_url(settings.database_url).get_backend_name() == "postgresql":
+        # The walls between communes rest on row-level security, which some roles bypass.
+        app_engine = sa.create_engine(settings.database_url)
+        try:
+            with app_engine.connect() as conn:
+                problem = check_app_role(conn)
+        finally:
+            app_engine.dispose()
+        if problem:
+            click.echo(
+                f"refusé : {problem}. L'application (SAAS_DATABASE_URL) doit se connecter avec un "
+                "rôle sans privilège, distinct du propriétaire du schéma (SAAS_DATABASE_OWNER_URL) : "
+                "CREATE ROLE mutualis_app LOGIN NOSUPERUSER NOBYPASSRLS, puis relancez `saas init`.",
+                err=True,
+            )
+            sys.exit(1)
     click.echo("schéma à jour")
 
 
