@@ -86,11 +86,11 @@ def serve_command(bind: str | None, workers: int | None) -> None:
 
 
 def _register_groups() -> None:
+    from saas.admin.cli import tenants_group
     from saas.audit.cli import audit_group
     from saas.auth.cli import keys_group, tokens_group, users_group
     from saas.demo import demo_group
     from saas.jobs.cli import jobs_group, scheduler_command, worker_command
-    from saas.tenancy.cli import tenants_group
 
     main.add_command(tenants_group)
     main.add_command(users_group)

@@ -9,6 +9,8 @@ import click
 from flask.cli import with_appcontext
 from flask_babel import gettext as _
 
+from saas.admin import provisioning
+from saas.auth import enrolment
 from saas.auth.models import ROLE_LABELS, Role
 from saas.auth.services import find_user, reset_password
 from saas.hosts import console_url, portal_url, tenant_url
@@ -34,7 +36,7 @@ class DemoAccount:
 
 @dataclass
 class DemoResult:
-    report: services.ApplyReport
+    report: provisioning.ApplyReport
     accounts: list[DemoAccount] = field(default_factory=list)
 
 
@@ -60,7 +62,7 @@ def _plan(tenants: list[Tenant]) -> list[tuple[str, str, list[Grant]]]:
 
 def load_demo(tenants_dir: Path | str, *, reset_passwords: bool = False) -> DemoResult:
     """Apply the demo manifests and create the demo accounts that do not exist yet."""
-    report = services.apply_manifests(tenants_dir)
+    report = provisioning.apply_manifests(tenants_dir)
     result = DemoResult(report)
     if not report.ok:
         return result
@@ -69,7 +71,7 @@ def load_demo(tenants_dir: Path | str, *, reset_passwords: bool = False) -> Demo
     for email, name, grants in _plan(tenants):
         account = DemoAccount(email, name)
         for tenant, role in grants:
-            outcome = services.enrol_user(email, name, tenant=tenant, role=role,
+            outcome = enrolment.enrol_user(email, name, tenant=tenant, role=role,
                                           platform_admin=tenant is None)
             account.password = account.password or outcome.generated_password
             if tenant is None:
@@ -78,7 +80,7 @@ def load_demo(tenants_dir: Path | str, *, reset_passwords: bool = False) -> Demo
                 account.places.append((f"{ROLE_LABELS[role]} · {tenant.name}", tenant_url(tenant)))
             account.needs_totp = account.needs_totp or tenant is None or role == Role.ADMIN
         if reset_passwords and account.password is None:
-            account.password = services.generate_password()
+            account.password = enrolment.generate_password()
             # Outside any commune: the reset belongs to the platform's audit chain.
             with tenant_context(None):
                 reset_password(find_user(email), account.password)

@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 from flask_babel import gettext as _
 
+from saas.auth import enrolment
 from saas.auth.models import ROLE_LABELS, Role
 from saas.hosts import console_url, tenant_url
 from saas.tenancy import services
@@ -48,9 +49,9 @@ def create_user_command(slug: str | None, platform_admin: bool, email: str, name
             _fail(_("Aucun mot de passe reçu sur l'entrée standard."))
     try:
         tenant = services.get_tenant(slug) if slug else None
-        outcome = services.enrol_user(email, name, tenant=tenant, role=role,
+        outcome = enrolment.enrol_user(email, name, tenant=tenant, role=role,
                                       platform_admin=platform_admin, password=password)
-    except services.TenancyError as exc:
+    except (services.TenancyError, enrolment.EnrolmentError) as exc:
         _fail(str(exc))
     user = outcome.user
     for notice in outcome.notices:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from flask import Flask, Request, abort, current_app, g, request
 from sqlalchemy import event, orm
 from sqlalchemy.orm import Session
-from werkzeug.local import LocalProxy
 
 from saas.extensions import db
 from saas.logs import bind_context
@@ -244,10 +243,3 @@ def init_app(app: Flask, base_domain: str) -> None:
         # The thread serves other requests (and tests) next: never let a tenant linger.
         set_tenant(None)
         set_user(None)
-
-
-def _get_current_tenant() -> TenantSnapshot | None:
-    return g.get("tenant")
-
-
-current_tenant: TenantSnapshot | None = LocalProxy(_get_current_tenant)  # type: ignore[assignment]

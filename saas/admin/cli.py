@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 from flask_babel import gettext as _
 
+from saas.admin import provisioning
 from saas.storage import StorageError
 from saas.tenancy import services
 from saas.tenancy.models import TenantStatus
@@ -30,7 +31,7 @@ def _fail(message: str) -> NoReturn:
 def apply_command(directory: str, prune: bool, dry_run: bool) -> None:
     """Create or update the tenants described by the manifests in DIRECTORY."""
     try:
-        report = services.apply_manifests(directory, prune=prune, dry_run=dry_run)
+        report = provisioning.apply_manifests(directory, prune=prune, dry_run=dry_run)
     except StorageError as exc:
         _fail(_("Stockage objet injoignable ou en erreur (%(detail)s) : aucune modification "
                 "enregistrée ; relancez la commande une fois le stockage rétabli.", detail=exc))
@@ -73,7 +74,7 @@ def list_command(as_json: bool) -> None:
 
 def _change_status(slug: str, status: TenantStatus) -> None:
     try:
-        tenant, changed = services.set_status(slug, status)
+        tenant, changed = provisioning.set_status(slug, status)
     except services.TenancyError as exc:
         _fail(str(exc))
     label = services.status_label(tenant.status)
