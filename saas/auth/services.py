@@ -447,6 +447,10 @@ def _password_fingerprint(user: User) -> str:
     return keys.hmac_hex(keys.current_key(), _fingerprint_data(user))
 
 
+# The job kind that mails a reset link (declared in saas.auth.tasks, which imports this module).
+RESET_MAIL = "auth.reset_mail"
+
+
 def make_reset_token(user: User, scope: str | None = None) -> str:
     """A reset link's token, valid on the host whose session scope is `scope` (default: this one)."""
     return _serializer(_RESET_SALT).dumps(
@@ -460,8 +464,7 @@ def request_password_reset(email: str) -> None:
     The job finds out, and mails only a person with access here. The request does the same work
     whatever the address (one job queued), so neither the page nor its timing tells.
     """
-    from saas.auth.tasks import RESET_MAIL
-    from saas.jobs.api import enqueue
+    from saas.jobs import enqueue
 
     if g.get("host_kind") not in ("tenant", "console"):
         return
