@@ -26,6 +26,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
 from saas.errors import STATUS_CODES, AppError
 from saas.extensions import limiter
@@ -445,35 +446,6 @@ def _type_names() -> dict[str, str]:
     }
 
 
-_PY_TYPES = {"string": str, "boolean": bool, "object": dict, "array": list, "null": type(None)}
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, _PY_TYPES[name])
-
-
-def _format_ok(value: str, fmt: str) -> bool:
-    try:
-        if fmt == "uuid":
-            uuid.UUID(value)
-        elif fmt == "date":
-            date.fromisoformat(value)
-        elif fmt == "date-time":
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed.tzinfo is not None
-        elif fmt == "email":
-            return re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value) is not None
-        elif fmt == "uri":
-            return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value) is not None
-    except ValueError:
-        return False
-    return True
-
-
 def _format_message(fmt: str) -> str:
     return {
         "uuid": _("doit être un identifiant (UUID)"),
@@ -484,67 +456,123 @@ def _format_message(fmt: str) -> str:
     }[fmt]
 
 
-def validate(value: Any, schema: dict, registry: ApiRegistry | None = None,
-             path: str = "") -> dict[str, str]:
+_FORMATS = FormatChecker(formats=())
+
+
+@_FORMATS.checks("uuid", raises=ValueError)
+def _is_uuid(value: object) -> bool:
+    return not isinstance(value, str) or bool(uuid.UUID(value))
+
+
+@_FORMATS.checks("date", raises=ValueError)
+def _is_date(value: object) -> bool:
+    return not isinstance(value, str) or bool(date.fromisoformat(value))
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    # An instant, not a wall-clock time: the offset is required.
+    return not isinstance(value, str) or (
+        datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None)
+
+
+@_FORMATS.checks("email")
+def _is_email(value: object) -> bool:
+    return not isinstance(value, str) or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value) is not None
+
+
+@_FORMATS.checks("uri")
+def _is_uri(value: object) -> bool:
+    return not isinstance(value, str) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value) is not None
+
+
+def _read_only(validator, read_only, instance, schema):
+    # A property marked readOnly is part of answers; a request that sends it is refused.
+    if read_only:
+        yield ValidationError("read-only property")
+
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    validators={"readOnly": _read_only},
+    # JSON Schema counts 1.0 as an integer; a count or an id sent as 1.0 is refused here.
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)),
+)
+
+# When one field breaks several rules, the French message names the most basic one.
+_PRIORITY = ("type", "const", "enum", "minLength", "maxLength", "pattern", "format")
+
+
+def _problem(error: ValidationError) -> tuple[str, str] | None:
+    """(field path, French problem) for one jsonschema error; None when reported elsewhere."""
+    where = _path_of(error) or "body"
+    keyword, expected = error.validator, error.validator_value
+    if keyword == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        labels = _type_names()
+        return where, _("doit être %(t)s", t=" ou ".join(labels[t] for t in names))
+    if keyword == "const":
+        return where, _("doit valoir %(v)s", v=json.dumps(expected, ensure_ascii=False))
+    if keyword == "enum":
+        allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in expected)
+        return where, _("doit valoir l'une des valeurs : %(v)s", v=allowed)
+    if keyword == "minLength":
+        if expected == 1:
+            return where, _("ne doit pas être vide")
+        return where, _("doit comporter au moins %(n)d caractères", n=expected)
+    if keyword == "maxLength":
+        return where, _("doit comporter au plus %(n)d caractères", n=expected)
+    if keyword == "pattern":
+        return where, _("n'a pas la forme attendue")
+    if keyword == "format":
+        return where, _format_message(expected)
+    if keyword == "minimum":
+        return where, _("doit être supérieur ou égal à %(n)s", n=expected)
+    if keyword == "maximum":
+        return where, _("doit être inférieur ou égal à %(n)s", n=expected)
+    if keyword == "minItems":
+        return where, _("doit contenir au moins %(n)d éléments", n=expected)
+    if keyword == "maxItems":
+        return where, _("doit contenir au plus %(n)d éléments", n=expected)
+    if keyword == "readOnly":
+        return where, _("champ en lecture seule")
+    return None
+
+
+def validate(value: Any, schema: dict, registry: ApiRegistry | None = None) -> dict[str, str]:
     """Check `value` against `schema`; return {field path: French problem} (empty when valid)."""
-    if "$ref" in schema:
-        if registry is None:
-            raise ValueError("a $ref needs the registry")
-        schema = registry.resolve(schema)
-    where = path or "body"
-    if "const" in schema and value != schema["const"]:
-        return {where: _("doit valoir %(v)s", v=json.dumps(schema["const"], ensure_ascii=False))}
-    types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else list(types)
-        if not any(_is_type(value, t) for t in names):
-            labels = _type_names()
-            return {where: _("doit être %(t)s", t=" ou ".join(labels[t] for t in names))}
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
-        return {where: _("doit valoir l'une des valeurs : %(v)s", v=allowed)}
+    root = dict(schema)
+    if registry is not None:
+        root["components"] = {"schemas": registry.schemas}  # where "#/components/..." points
+    elif "$ref" in schema:
+        raise ValueError("a $ref needs the registry")
     problems: dict[str, str] = {}
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            if schema["minLength"] == 1:
-                return {where: _("ne doit pas être vide")}
-            return {where: _("doit comporter au moins %(n)d caractères", n=schema["minLength"])}
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return {where: _("doit comporter au plus %(n)d caractères", n=schema["maxLength"])}
-        if "pattern" in schema and re.search(schema["pattern"], value) is None:
-            return {where: _("n'a pas la forme attendue")}
-        if "format" in schema and not _format_ok(value, schema["format"]):
-            return {where: _format_message(schema["format"])}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            return {where: _("doit être supérieur ou égal à %(n)s", n=schema["minimum"])}
-        if "maximum" in schema and value > schema["maximum"]:
-            return {where: _("doit être inférieur ou égal à %(n)s", n=schema["maximum"])}
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            return {where: _("doit contenir au moins %(n)d éléments", n=schema["minItems"])}
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return {where: _("doit contenir au plus %(n)d éléments", n=schema["maxItems"])}
-        if isinstance(schema.get("items"), dict):
-            for i, item in enumerate(value):
-                problems.update(validate(item, schema["items"], registry, f"{path}[{i}]"))
-    if isinstance(value, dict):
-        props = schema.get("properties") or {}
-        for name in schema.get("required") or ():
-            if name not in value:
-                problems[_join(path, name)] = _("champ obligatoire")
-        for name, item in value.items():
-            if name in props:
-                if props[name].get("readOnly"):
-                    problems[_join(path, name)] = _("champ en lecture seule")
-                else:
-                    problems.update(validate(item, props[name], registry, _join(path, name)))
-            elif schema.get("additionalProperties") is False:
-                problems[_join(path, name)] = _("champ inconnu")
-            elif isinstance(schema.get("additionalProperties"), dict):
-                problems.update(validate(item, schema["additionalProperties"], registry,
-                                         _join(path, name)))
+    errors = sorted(_Validator(root, format_checker=_FORMATS).iter_errors(value),
+                    key=lambda e: _PRIORITY.index(e.validator) if e.validator in _PRIORITY
+                    else len(_PRIORITY))
+    for error in errors:
+        if error.validator == "required":
+            for name in error.validator_value:
+                if isinstance(error.instance, dict) and name not in error.instance:
+                    problems.setdefault(_join(_path_of(error), name), _("champ obligatoire"))
+        elif error.validator == "additionalProperties" and error.validator_value is False:
+            known = error.schema.get("properties") or {}
+            for name in error.instance:
+                if name not in known:
+                    problems.setdefault(_join(_path_of(error), name), _("champ inconnu"))
+        else:
+            found = _problem(error)
+            if found is not None:
+                problems.setdefault(*found)
     return problems
+
+
+def _path_of(error: ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+    return path
 
 
 def _join(path: str, name: str) -> str:
