@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import request
 from flask_babel import gettext as _
 
-from saas.api.registry import validation_error
+from saas.api.validation import validation_error
 from saas.errors import AppError
 from saas.extensions import db
 
