@@ -17,12 +17,25 @@ missed (the figures are the output), non-zero on errors.
 (b) Scale. Latency of `GET /api/v1/me` with 3 communes, then with 1,000 (bulk-inserted with
     members, tokens, custom domains and audit rows, so every index the request uses is
     populated), on the commune sub-domain and on a custom domain. Target: p50 ratio ≤ 1.1.
+(c) One authenticated read. `GET /api/v1/documents/{id}` with a bearer token, served by the
+    platform under gunicorn (2 sync workers, as `saas serve`), against a bare Flask endpoint
+    under the same gunicorn doing one raw psycopg SELECT of the same row as the same app role
+    (tests/bench/read_apps.py), and a bare JSON ping for scale. `wrk` (installed by `make
+    bench` when missing) keeps 16 connections busy for BENCH_READ_SECONDS per run; the arms
+    alternate over BENCH_READ_ROUNDS runs and the median requests/s are compared. Neither arm
+    has a rate limit (the platform's 600 per minute per token would stop wrk at once); the
+    platform runs without Redis, as the embedded default does. Target: ratio ≥ 0.35.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +65,10 @@ LATENCY_BLOCK = 5
 TOTAL_TENANTS = 1000
 OVERHEAD_TARGET = 10.0  # percent
 SCALE_TARGET = 1.10  # p50 ratio
+READ_SECONDS = int(os.environ.get("BENCH_READ_SECONDS", "8"))
+READ_ROUNDS = int(os.environ.get("BENCH_READ_ROUNDS", "3"))
+READ_CONNECTIONS = 16
+READ_TARGET = 0.35  # platform read / one bare SELECT, requests per second
 
 
 def main() -> int:
@@ -359,6 +376,109 @@ def latency(pair: dict) -> dict:
     return out
 
 
+# -- (c) one authenticated read under gunicorn --------------------------------------------------
+
+
+def seed_document(app, seeded) -> tuple[str, str]:
+    """A PDF in commune-1's GED, deposited through the API; returns (document id, tenant id)."""
+    from tests.ged.conftest import make_pdf
+
+    with app.app_context():
+        from saas.extensions import db
+        from saas.storage import get_store
+        from saas.tenancy.models import Tenant
+
+        tenant = db.session.execute(
+            sa.select(Tenant).where(Tenant.slug == seeded[1]["slug"])).scalar_one()
+        tenant_id = tenant.id
+        get_store().ensure_bucket(tenant)
+        db.session.remove()
+    client = app.test_client()
+    host = f"{seeded[1]['slug']}.{BASE_DOMAIN}"
+    response = client.post("/api/v1/documents", base_url=f"http://{host}",
+                           headers={"Authorization": f"Bearer {seeded[1]['token']}"},
+                           data={"file": (io.BytesIO(make_pdf()), "budget.pdf"),
+                                 "title": "Budget primitif", "type": "deliberation"},
+                           content_type="multipart/form-data")
+    if response.status_code != 201:
+        raise RuntimeError(f"deposit failed: {response.status_code} {response.data[:300]!r}")
+    return response.get_json()["id"], str(tenant_id)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _gunicorn(target: str, env: dict) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--workers", "2", "--worker-class", "sync",
+         "--bind", f"127.0.0.1:{port}", "--config", "python:saas.gunicorn_conf",
+         "--log-level", "warning", target],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn {target} died: {proc.stderr.read().decode()[-2000:]}") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"gunicorn {target} did not listen")
+
+
+def _wrk(port: int, path: str, headers: dict[str, str]) -> float:
+    """Requests per second wrk measured; fails on any non-2xx answer or socket error."""
+    args = [shutil.which("wrk") or "wrk", "-t2", f"-c{READ_CONNECTIONS}", f"-d{READ_SECONDS}s"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True,
+                         text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk {path}: errors\n{out}")
+    return float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+
+
+def read_pair(tdb, instance: Path, document_id: str, tenant_id: str, token: str) -> dict:
+    """Median requests/s of the platform's read, the bare SELECT and a ping, alternating runs."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAAS_")}
+    env.update({"PYTHONPATH": str(ROOT), "SAAS_DATABASE_URL": tdb.app_url,
+                "SAAS_INSTANCE_PATH": str(instance), "SAAS_BASE_DOMAIN": BASE_DOMAIN,
+                "SAAS_SECRET_KEY": "bench-secret-key", "SAAS_PUBLIC_PORT": "",
+                "SAAS_LOG_LEVEL": "WARNING", "SAAS_JOBS_EMBEDDED_RUNNER": "off",
+                "BENCH_TENANT_ID": tenant_id,
+                "BENCH_DSN": tdb.app_url.replace("postgresql+psycopg://", "postgresql://")})
+    path = f"/api/v1/documents/{document_id}"
+    host = f"commune-1.{BASE_DOMAIN}"
+    platform, platform_port = _gunicorn("tests.bench.read_apps:platform_app()", env)
+    bare, bare_port = _gunicorn("tests.bench.read_apps:bare_app()", env)
+    try:
+        arms = {
+            "platform": (platform_port, path, {"Host": host, "Authorization": f"Bearer {token}"}),
+            "bare": (bare_port, path, {}),
+            "ping": (bare_port, "/ping", {}),
+        }
+        for port, arm_path, headers in arms.values():  # warm-up: pools, prepared statements
+            _wrk(port, arm_path, headers)
+        runs: dict[str, list[float]] = {name: [] for name in arms}
+        for r in range(READ_ROUNDS):
+            for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+                runs[name].append(_wrk(*arms[name]))
+    finally:
+        for proc in (platform, bare):
+            proc.terminate()
+            proc.wait(30)
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    return {"runs": runs, **medians, "ratio": medians["platform"] / medians["bare"]}
+
+
 def _pct(sorted_samples: list[float], p: float) -> float:
     k = (len(sorted_samples) - 1) * p / 100
     lo, hi = int(k), min(int(k) + 1, len(sorted_samples) - 1)
@@ -419,11 +539,30 @@ def run(small_db, large_db, instance: Path) -> None:
               f"{s['p95'] * 1e3:>7.2f}ms {g['p95'] * 1e3:>8.2f}ms {r95:>6.2f}")
     print(f"    target p50 ratio ≤ {SCALE_TARGET:.2f}: {'PASS' if ok_b else 'FAIL'}")
 
+    with app.app_context():
+        from saas.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+    document_id, tenant_id = seed_document(app, seeded)
+    print(f"\n(c) one authenticated read — GET /api/v1/documents/{{id}}, gunicorn 2 sync workers,"
+          f" wrk -c{READ_CONNECTIONS} {READ_SECONDS} s × {READ_ROUNDS} runs per arm, alternating")
+    c = read_pair(small_db, instance / "small", document_id, tenant_id, seeded[1]["token"])
+    for name, label in (("platform", "platform read (token, document, JSON)"),
+                        ("bare", "bare Flask + one psycopg SELECT"), ("ping", "bare Flask JSON ping")):
+        runs = ", ".join(f"{v:.0f}" for v in c["runs"][name])
+        print(f"    {label:<40} {c[name]:>7.0f} req/s   (runs: {runs})")
+    ok_c = c["ratio"] >= READ_TARGET
+    print(f"    ratio platform / bare SELECT {c['ratio']:.2f}; target ≥ {READ_TARGET:.2f}: "
+          f"{'PASS' if ok_c else 'FAIL'}")
+
     print("\nsummary")
     print(f"    tenancy overhead  {a['overhead_pct']:+6.1f} %   (≤ {OVERHEAD_TARGET:.0f} %)   "
           f"{'PASS' if ok_a else 'FAIL'}")
     print(f"    {total} vs 3 p50     {worst:6.2f} ×   (≤ {SCALE_TARGET:.2f})   "
           f"{'PASS' if ok_b else 'FAIL'}")
+    print(f"    read / bare SELECT {c['ratio']:6.2f}     (≥ {READ_TARGET:.2f})   "
+          f"{'PASS' if ok_c else 'FAIL'}")
 
 
 if __name__ == "__main__":
