@@ -7,9 +7,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from saas.api import add_operations
-    from saas.auth import api, sessions, tasks, views  # noqa: F401  (tasks: job kinds)
+    from saas.auth import api, sessions, tasks, tokens, views  # noqa: F401  (tasks: job kinds)
     from saas.extensions import login_manager
 
     sessions.init_app(app, login_manager)
+    tokens.install_cache_invalidation()
     app.register_blueprint(views.bp)
     add_operations(app, api.operations)

@@ -6,24 +6,35 @@ characters so people can tell their tokens apart without the database holding th
 
 Every lookup runs under the current tenant (ORM scoping and row-level security), so a token of
 commune A presented on commune B's host is simply not found there.
+
+A process reuses what it read of a token (its user and membership) for as long as it reuses a
+tenant (`resolver.cache_ttl()`, 5 s in production): an authenticated read then costs no query
+to learn who asks. Any ORM write to a token, a user or a membership in this process forgets
+every cached token at once; a revocation, a deactivated account or a removed membership written
+by another process (gunicorn worker, `saas` command) applies there within those 5 s, exactly
+like a suspended commune.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from sqlalchemy import event, orm
+from sqlalchemy.orm import Session
 
 from saas.audit.services import record
 from saas.auth.models import ApiToken, Membership, User
 from saas.extensions import db
 from saas.modelbase import utcnow
 from saas.tenancy.context import current_tenant_id, tenant_context
+from saas.tenancy.resolver import cache_ttl
 from saas.tenancy.scoping import prescoped
 
 TOKEN_PREFIX = "mut_"
@@ -42,12 +53,40 @@ class TokenError(ValueError):
 
 
 @dataclass(frozen=True)
-class TokenAuth:
-    """The outcome of a successful authentication."""
+class TokenRef:
+    """What a request needs of its token: which one, whose, when last used."""
 
-    token: ApiToken
-    user: User
-    membership: Membership
+    id: uuid.UUID
+    user_id: uuid.UUID
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """What a request needs of the person behind a token (read-only, shared between threads)."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    is_platform_admin: bool
+
+
+@dataclass(frozen=True)
+class MembershipRef:
+    """The person's role in the token's commune."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: str
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """The outcome of a successful authentication: immutable values, no ORM instance."""
+
+    token: TokenRef
+    user: UserRef
+    membership: MembershipRef
 
 
 @dataclass(frozen=True)
@@ -174,37 +213,98 @@ def _membership_of(user_id: uuid.UUID) -> Membership | None:
 # filtered on the current tenant by the scoping hook and by RLS. Built once: composing it costs
 # more Python time than running it.
 _AUTH_QUERY = prescoped(
-    sa.select(ApiToken, User, Membership)
+    sa.select(ApiToken.id, ApiToken.user_id, ApiToken.last_used_at, ApiToken.revoked_at,
+              User.email, User.name, User.is_platform_admin, User.active,
+              Membership.tenant_id, Membership.role)
     .join(User, User.id == ApiToken.user_id)
     .outerjoin(Membership, Membership.user_id == ApiToken.user_id)
     .where(ApiToken.token_hash == sa.bindparam("digest"))
 )
 
 
-def authenticate(token_str: str) -> TokenAuth | TokenRejection:
-    """Check a presented token in the current tenant; touch last_used_at at most once a minute."""
-    if current_tenant_id() is None or not looks_like_token(token_str):
-        return TokenRejection("malformed" if current_tenant_id() else "unknown")
-    digest = hash_token(token_str)
+class _TokenCache:
+    """(tenant, token digest) → its last successful check, for `cache_ttl()` seconds.
+
+    Refusals are not kept: they are rare, and presented garbage must not fill the cache.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[uuid.UUID, str], tuple[float, int, TokenAuth]] = {}
+        self.generation = 0
+
+    def lookup(self, key: tuple[uuid.UUID, str]) -> TokenAuth | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, generation, outcome = entry
+        if generation != self.generation or time.monotonic() > expires:
+            self._entries.pop(key, None)
+            return None
+        return outcome
+
+    def store(self, key: tuple[uuid.UUID, str], outcome: TokenAuth, ttl: float) -> None:
+        if len(self._entries) >= _CACHE_MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + ttl, self.generation, outcome)
+
+    def invalidate(self) -> None:
+        self.generation += 1
+
+
+_CACHE_MAX_ENTRIES = 10_000
+_cache = _TokenCache()
+
+
+def invalidate_token_cache() -> None:
+    """Forget every checked token in this process (called on token, user and membership writes)."""
+    _cache.invalidate()
+
+
+def _check(digest: str) -> TokenAuth | TokenRejection:
     row = db.session.execute(_AUTH_QUERY, {"digest": digest}).first()
     if row is None:
         return TokenRejection("unknown")
-    # Looked up by the SHA-256 of the secret: timing the lookup teaches nothing about the secret.
-    token, user, membership = row
-    if token.revoked_at is not None:
+    if row.revoked_at is not None:
         return TokenRejection("revoked")
-    if not user.active:
+    if not row.active:
         return TokenRejection("inactive_user")
-    if membership is None:
+    if row.role is None:
         return TokenRejection("no_membership")
-    _touch(token)
-    return TokenAuth(token, user, membership)
+    return TokenAuth(TokenRef(row.id, row.user_id, row.last_used_at),
+                     UserRef(row.user_id, row.email, row.name, row.is_platform_admin),
+                     MembershipRef(row.user_id, row.tenant_id, row.role))
 
 
-def _touch(token: ApiToken) -> None:
+def authenticate(token_str: str) -> TokenAuth | TokenRejection:
+    """Check a presented token in the current tenant; touch last_used_at at most once a minute."""
+    tenant_id = current_tenant_id()
+    if tenant_id is None or not looks_like_token(token_str):
+        return TokenRejection("malformed" if tenant_id else "unknown")
+    # Looked up by the SHA-256 of the secret: timing the lookup teaches nothing about the secret.
+    key = (tenant_id, hash_token(token_str))
+    outcome = _cache.lookup(key)
+    if outcome is None:
+        generation = _cache.generation
+        outcome = _check(key[1])
+        if isinstance(outcome, TokenRejection):
+            return outcome
+    else:
+        generation = _cache.generation
+    touched = _touch(outcome.token)
+    if touched is not outcome.token:
+        outcome = TokenAuth(touched, outcome.user, outcome.membership)
+    ttl = cache_ttl()
+    # Not kept if a write in this process forgot the cache meanwhile: the row read may be stale.
+    if ttl > 0 and generation == _cache.generation:
+        _cache.store(key, outcome, ttl)
+    return outcome
+
+
+def _touch(token: TokenRef) -> TokenRef:
+    """Record the use at most once a minute; returns the token as it now stands."""
     now = utcnow()
     if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
-        return
+        return token
     cutoff: datetime = now - LAST_USED_RESOLUTION
     # Guarded update: of several workers racing on the same minute, the later ones write nothing.
     db.session.execute(
@@ -215,3 +315,37 @@ def _touch(token: ApiToken) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    return replace(token, last_used_at=now)
+
+
+def _row_written(mapper, connection, target) -> None:
+    invalidate_token_cache()
+
+
+def _rows_bulk_written(state: orm.ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return
+    table = getattr(state.statement, "table", None)
+    if table is None or table.name not in _WATCHED:
+        return
+    if table.name == ApiToken.__tablename__ and _only_last_used(state.statement):
+        return  # the once-a-minute touch changes nothing the check depends on
+    invalidate_token_cache()
+
+
+def _only_last_used(statement) -> bool:
+    values = getattr(statement, "_values", None) or {}
+    return bool(values) and {getattr(c, "key", c) for c in values} == {"last_used_at"}
+
+
+_WATCHED = {ApiToken.__tablename__, User.__tablename__, Membership.__tablename__}
+
+
+def install_cache_invalidation() -> None:
+    """Forget cached tokens on any ORM write to what a token check reads (idempotent)."""
+    if event.contains(Session, "do_orm_execute", _rows_bulk_written):
+        return
+    for model in (ApiToken, User, Membership):
+        for name in ("after_insert", "after_update", "after_delete"):
+            event.listen(model, name, _row_written)
+    event.listen(Session, "do_orm_execute", _rows_bulk_written)

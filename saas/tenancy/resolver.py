@@ -157,7 +157,8 @@ def _tenant_rows_bulk_written(state: orm.ORMExecuteState) -> None:
         invalidate_tenant_cache()
 
 
-def _cache_ttl() -> float:
+def cache_ttl() -> float:
+    """Seconds a process may reuse what it read of a tenant (and of its API tokens)."""
     value = current_app.config.get("TENANT_CACHE_SECONDS")
     if value is None:
         # Off in tests by default: tables are truncated between tests behind the ORM's back.
@@ -189,7 +190,7 @@ def resolve_host(hostname: str, base_domain: str) -> tuple[str, Tenant | None]:
 
 
 def _resolve_cached(hostname: str, base_domain: str) -> tuple[str | None, TenantSnapshot | None]:
-    ttl = _cache_ttl()
+    ttl = cache_ttl()
     cache: _TenantCache = current_app.extensions["saas_tenant_cache"]
     if ttl > 0:
         snapshot = cache.lookup(hostname)
