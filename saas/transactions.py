@@ -1,39 +1,29 @@
-"""How a request's database transaction ends: COMMIT when it only read, ROLLBACK otherwise.
+"""How a request's database transaction ends: COMMIT when it wrote nothing, ROLLBACK otherwise.
 
-For the data, committing a transaction that only ran SELECTs is the same as rolling it back.
-But psycopg forgets a connection's prepared statements on every ROLLBACK, and a request's
-session ends with one (Session.close()): then no query is ever prepared, and every request
-plans its queries anew — with row-level security policies, planning costs more than running.
-Ending read-only requests with COMMIT lets psycopg prepare the hot queries once per connection.
+For the data, committing a transaction that wrote nothing is the same as rolling it back. But
+psycopg forgets a connection's prepared statements on every ROLLBACK, and a request's session
+ends with one (Session.close()): then no query is ever prepared, and every request plans its
+queries anew — with row-level security policies, planning costs more than running. Ending
+read-only requests with COMMIT lets psycopg prepare the hot queries once per connection.
 
-A listener notes, per connection and transaction, whether anything but a SELECT ran. Anything
-else (pending ORM changes, a write, a savepoint, SQLite, a failure, an unknown transaction) is
-left to the usual rollback. This is no part of tenancy: it applies to every PostgreSQL engine.
+Whether the transaction wrote is not guessed from the statements sent (a SELECT can call a
+function that writes, a query string can hold several statements): PostgreSQL gives a
+transaction an id at its first write of any kind, and the COMMIT is sent behind a check of
+exactly that, in the same round trip. A transaction that wrote fails the check, which aborts it
+and skips the COMMIT; the usual rollback then ends it. Pending ORM changes, savepoints, SQLite
+and other drivers are simply left to the rollback. What the check cannot see is what no
+rollback undoes either: sequence increments, advisory locks. (NOTIFY, which only a commit
+delivers, is not used by the platform.)
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-# Key in a connection's info: whether its open transaction ran anything but a SELECT.
-_WROTE = "saas_tx_wrote"
-_BOUNDARY_EVENTS = ("begin", "commit", "rollback")
-
-
-def _note_statement(conn, cursor, statement, parameters, context, executemany) -> None:
-    if conn.dialect.name != "postgresql":
-        return
-    if statement.lstrip()[:6].upper() == "SELECT":
-        conn.info.setdefault(_WROTE, False)
-    else:  # writes, WITH … (which may write), savepoints, DDL, anything else
-        conn.info[_WROTE] = True
-
-
-def _transaction_boundary(conn, *args) -> None:
-    conn.info.pop(_WROTE, None)
+# Division by zero when the transaction holds an id, i.e. wrote: the error stops the query
+# string before its COMMIT. The divisor is computed at run time (the function is volatile).
+_COMMIT_UNLESS_WRITTEN = b"SELECT 1 / (pg_current_xact_id_if_assigned() IS NULL)::int; COMMIT"
 
 
 def open_connections(session: Session) -> list:
@@ -47,36 +37,38 @@ def open_connections(session: Session) -> list:
 
 
 def end_read_only_transaction(session: Session) -> bool:
-    """Commit the session's open transaction if it only ran SELECTs on PostgreSQL.
+    """Commit the session's open transaction if PostgreSQL says it wrote nothing.
 
     Returns True when it committed; otherwise the transaction is left for close() to roll back.
     """
-    if not session.in_transaction() or session.new or session.dirty or session.deleted:
+    if (not session.in_transaction() or session.in_nested_transaction()
+            or session.new or session.dirty or session.deleted):
         return False
     connections = open_connections(session)
-    if not connections or any(
-        conn.dialect.name != "postgresql" or conn.info.get(_WROTE, True) for conn in connections
-    ):
+    if len(connections) != 1 or connections[0].dialect.name != "postgresql":
         return False
-    # Objects keep their loaded state, as when close() rolls back: a streamed response may
-    # still read them after the teardown.
+    pgconn = getattr(connections[0].connection.dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return False
+    from psycopg import pq
+
+    if pgconn.transaction_status != pq.TransactionStatus.INTRANS:
+        return False  # idle (nothing to end) or already failed
+    try:
+        pgconn.exec_(_COMMIT_UNLESS_WRITTEN)
+    except Exception:  # the connection is gone: close() rolls back (or discards it)
+        return False
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return False  # it wrote: the check aborted it, close() sends the ROLLBACK
+    # The server has committed; SQLAlchemy now ends its own transaction, and psycopg, seeing
+    # the connection idle, sends nothing. Objects keep their loaded state, as when close()
+    # rolls back: a streamed response may still read them after the teardown.
     expire, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()
-    except Exception:  # the connection is gone or the commit failed: close() rolls back
-        return False
     finally:
         session.expire_on_commit = expire
     return True
-
-
-def install() -> None:
-    """Track reads and writes on every engine (idempotent)."""
-    if event.contains(sa.engine.Engine, "before_cursor_execute", _note_statement):
-        return
-    event.listen(sa.engine.Engine, "before_cursor_execute", _note_statement)
-    for name in _BOUNDARY_EVENTS:
-        event.listen(sa.engine.Engine, name, _transaction_boundary)
 
 
 def init_app(app: Flask, db) -> None:
@@ -85,7 +77,6 @@ def init_app(app: Flask, db) -> None:
     Call after Flask-SQLAlchemy's init_app: teardowns run in reverse order, so this one runs
     before the session is removed.
     """
-    install()
 
     @app.teardown_appcontext
     def _end_read_only_transaction(exc) -> None:

@@ -1,7 +1,9 @@
-"""How a request's transaction ends: COMMIT when it only read (prepared statements survive),
-ROLLBACK whenever anything may have been written."""
+"""How a request's transaction ends: COMMIT when PostgreSQL says it wrote nothing (prepared
+statements survive), ROLLBACK whenever it wrote."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +29,13 @@ def fresh_app(app, app_overrides):
         token.name = "renommé"
         db.session.flush()  # the UPDATE reaches PostgreSQL...
         raise AppError(409, "conflict", "refusé")  # ...and a handled error ends the request
+
+    @bp.post("/_tx/select-then-write/<token_id>")
+    def select_then_write(token_id):
+        # Starts with SELECT, writes all the same (one query string, two statements).
+        db.session.connection().exec_driver_sql(
+            f"SELECT 1; UPDATE api_tokens SET name = 'écrit' WHERE id = '{uuid.UUID(token_id)}'")
+        raise AppError(409, "conflict", "refusé")
 
     @bp.post("/_tx/rename-unflushed/<token_id>")
     def rename_unflushed(token_id):
@@ -120,19 +129,42 @@ def test_pending_orm_changes_are_never_committed_by_the_teardown(fresh_app, tena
     assert _token_name(tenant_a) == "test"
 
 
+def test_a_write_hidden_behind_a_select_ended_by_an_error_is_rolled_back(
+        fresh_app, tenant_a, make_token):
+    token, _user = make_token(tenant_a)
+    token_id = _token_id(tenant_a)
+    client = _client(fresh_app, tenant_a, token)
+    assert client.get("/api/v1/me").status_code == 200
+    assert client.post(f"/_tx/select-then-write/{token_id}").status_code == 409
+    assert _token_name(tenant_a) == "test"
+
+
 @pytest.mark.parametrize("statement", [
-    "UPDATE api_tokens SET name = 'x' WHERE false",
-    "WITH t AS (UPDATE api_tokens SET name = 'x' WHERE false RETURNING id) SELECT * FROM t",
-    "SAVEPOINT sp1",
+    "UPDATE api_tokens SET name = 'x'",
+    "WITH t AS (UPDATE api_tokens SET name = 'x' RETURNING id) SELECT * FROM t",
+    "SELECT 1; UPDATE api_tokens SET name = 'x'",
+    "SELECT count(*) FROM (SELECT 1) s; INSERT INTO api_tokens SELECT * FROM api_tokens WHERE false; "
+    "UPDATE api_tokens SET name = 'x'",
 ])
-def test_any_statement_but_a_select_means_rollback(app, tenant_a, statement):
+def test_a_transaction_that_wrote_is_never_committed(app, tenant_a, make_token, statement):
+    from saas.tenancy.context import tenant_context
+
+    make_token(tenant_a)
+    with tenant_context(tenant_a):
+        db.session.execute(sa.text("SELECT 1"))
+        db.session.connection().exec_driver_sql(statement)
+        assert transactions.end_read_only_transaction(db.session()) is False
+        db.session.rollback()
+    assert _token_name(tenant_a) == "test"
+
+
+def test_a_savepoint_is_left_to_the_rollback(app, tenant_a):
     from saas.tenancy.context import tenant_context
 
     with tenant_context(tenant_a):
         db.session.execute(sa.text("SELECT 1"))
-        db.session.execute(sa.text(statement))
-        assert transactions.end_read_only_transaction(db.session()) is False
-        assert db.session().in_transaction()
+        with db.session.begin_nested():
+            assert transactions.end_read_only_transaction(db.session()) is False
         db.session.rollback()
 
 

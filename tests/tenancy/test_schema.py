@@ -103,15 +103,3 @@ def test_models_and_migrations_agree(owner_conn):
     context = MigrationContext.configure(owner_conn, opts={"compare_type": True})
     diff = compare_metadata(context, db.metadata)
     assert diff == [], "models and migrations differ:\n" + "\n".join(map(repr, diff))
-
-
-def test_no_function_of_the_schema_writes(owner_conn):
-    """saas/transactions.py commits transactions that ran only SELECTs: that is safe as long as
-    no SELECT can write, i.e. every function the schema defines is STABLE or IMMUTABLE."""
-    volatile = owner_conn.execute(sa.text("""
-        SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = 'public' AND p.provolatile = 'v'
-           AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- functions of extensions are theirs
-                            WHERE d.objid = p.oid AND d.deptype = 'e')
-    """)).scalars().all()
-    assert volatile == [], f"volatile functions (may write from a SELECT): {volatile}"
