@@ -126,6 +126,10 @@ class Settings:
             "SECRET_KEY_FALLBACKS": list(self.secret_key_fallbacks),
             "SQLALCHEMY_DATABASE_URI": self.database_url,
             "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(self.database_url),
+            # Over HTTPS, the __Host- prefix makes browsers refuse the cookie unless it is
+            # Secure, host-only and for path /: a sibling sub-domain cannot plant or widen it.
+            "SESSION_COOKIE_NAME": "__Host-session" if self.cookie_secure else "session",
+            "REMEMBER_COOKIE_NAME": "__Host-remember" if self.cookie_secure else "remember_token",
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.cookie_secure,

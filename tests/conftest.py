@@ -238,16 +238,17 @@ class HostClient(FlaskClient):
     """
 
     base_host = "localhost"
+    base_scheme = "http"
 
     def open(self, *args, **kwargs):
         import contextvars
 
         if not args or isinstance(args[0], str):
-            kwargs.setdefault("base_url", f"http://{self.base_host}")
+            kwargs.setdefault("base_url", f"{self.base_scheme}://{self.base_host}")
         return contextvars.Context().run(super().open, *args, **kwargs)
 
     def session_transaction(self, *args, **kwargs):
-        kwargs.setdefault("base_url", f"http://{self.base_host}")
+        kwargs.setdefault("base_url", f"{self.base_scheme}://{self.base_host}")
         return super().session_transaction(*args, **kwargs)
 
 

@@ -13,8 +13,9 @@ from flask_login import LoginManager
 from saas.extensions import db
 from saas.tenancy.context import set_user
 
-# However active a session is, it ends this long after the login (a working day and a half).
-ABSOLUTE_LIFETIME = timedelta(hours=12)
+# However active a session is, it ends this long after the login: a working day, and no longer
+# than a retired secret key stays accepted (saas/keys.py: fallbacks are dropped after 8 hours).
+ABSOLUTE_LIFETIME = timedelta(hours=8)
 
 
 def init_app(app: Flask, login_manager: LoginManager) -> None:

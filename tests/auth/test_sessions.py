@@ -28,10 +28,33 @@ def test_session_cookie_is_secure_when_configured(app, tenant_a, make_user, clie
     assert production["SESSION_COOKIE_SECURE"] and production["REMEMBER_COOKIE_SECURE"]
     assert not load_settings({"SECRET_KEY": "x"}).flask_config()["SESSION_COOKIE_SECURE"]
 
-    monkeypatch.setitem(app.config, "SESSION_COOKIE_SECURE", True)
+    assert production["SESSION_COOKIE_NAME"] == "__Host-session"
+    assert production["REMEMBER_COOKIE_NAME"] == "__Host-remember"
+
+    for key in ("SESSION_COOKIE_SECURE", "SESSION_COOKIE_NAME"):
+        monkeypatch.setitem(app.config, key, production[key])
     user = make_user(tenant_a, "agent")
-    header = _session_cookie_header(login(client_for(tenant_a), user.email))
-    assert "Secure" in header and "HttpOnly" in header
+    client = client_for(tenant_a)
+    client.base_scheme = "https"
+    # Over HTTPS, Flask-WTF also wants a same-origin Referer, as a browser sends it.
+    client.environ_base["HTTP_REFERER"] = f"https://{tenant_a.slug}.mutualis.test/auth/login"
+    assert login(client, user.email).status_code == 302
+    header = client.get_cookie("__Host-session", domain=f"{tenant_a.slug}.mutualis.test")
+    assert header is not None and header.secure and header.http_only and header.path == "/"
+    assert not header.domain or header.domain == f"{tenant_a.slug}.mutualis.test"
+
+
+def test_https_answers_carry_hsts_for_every_commune_sub_domain(tenant_a, client_for):
+    response = client_for(tenant_a).get("/auth/login", base_url="https://commune-a.mutualis.test")
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_a_session_never_outlives_the_key_rotation_window():
+    from saas.auth.sessions import ABSOLUTE_LIFETIME
+    from saas.config import load_settings
+
+    window = load_settings({"SECRET_KEY": "x"}).flask_config()["PERMANENT_SESSION_LIFETIME"]
+    assert ABSOLUTE_LIFETIME.total_seconds() <= window == 8 * 3600
 
 
 def test_cookie_of_commune_a_replayed_on_commune_b_is_not_a_login(
