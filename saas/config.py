@@ -34,6 +34,7 @@ SETTING_KEYS = (
     "COOKIE_SECURE",
     "ENV",
     "PROXY_HOPS",
+    "PROXY_FORWARDS_HOST",
     # Sections: GED_* → Settings.ged, JOBS_* (and the two worker names below) → Settings.jobs.
     "GED_MAX_UPLOAD",
     "GED_UPLOAD_CHUNK",
@@ -109,6 +110,8 @@ class Settings:
     cookie_secure: bool
     production: bool
     proxy_hops: int = 0
+    # Take the host (hence the commune) from X-Forwarded-Host: only when the proxy sets it.
+    proxy_forwards_host: bool = False
     # Former secret keys, still accepted while they are rotated out (newest first).
     secret_key_fallbacks: tuple[str, ...] = ()
     ged: GedSettings = field(default_factory=GedSettings)
@@ -219,6 +222,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         cookie_secure=_truthy(get("COOKIE_SECURE"), default=production),
         production=production,
         proxy_hops=int(get("PROXY_HOPS") or 0),
+        proxy_forwards_host=_truthy(get("PROXY_FORWARDS_HOST")),
         secret_key_fallbacks=tuple(
             key for key in (part.strip() for part in (get("SECRET_KEY_FALLBACKS") or "").split(","))
             if key and key != secret_key

@@ -42,11 +42,15 @@ def configure_logs(app: Flask, settings: Settings) -> None:
 
 
 def configure_proxy(app: Flask, settings: Settings) -> None:
-    # Behind the platform's reverse proxy(ies): client address and scheme come from X-Forwarded-*
-    # (login throttling keys on the client address).
+    # Behind the platform's reverse proxy(ies): the client address (login throttling keys on it)
+    # and the scheme come from the last `hops` values of X-Forwarded-For/-Proto, the ones the
+    # proxies appended; what the client sent before them is ignored. The host chooses the
+    # commune: it stays the Host header (which the proxy passes on) unless the proxy is declared
+    # to set X-Forwarded-Host itself, since a proxy that only relays it would let a client pick.
     if settings.proxy_hops:
         hops = settings.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,
+                                x_host=hops if settings.proxy_forwards_host else 0)
 
 
 def configure_extensions(app: Flask, settings: Settings) -> None:
