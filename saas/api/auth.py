@@ -80,6 +80,6 @@ def _check_csrf_header() -> None:
 
 
 def install(blueprint: Blueprint, registry: ApiRegistry) -> None:
-    """Require a bearer token on every endpoint of `blueprint` not declared public."""
+    """Require a bearer token (or, where declared, the session) on every non-public endpoint."""
     blueprint.before_request(lambda: authenticate_request(registry))
 
