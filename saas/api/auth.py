@@ -1,9 +1,15 @@
-"""Bearer authentication for every API endpoint, on commune hosts only."""
+"""Bearer authentication for every API endpoint, on commune hosts only.
+
+Operations declared with `session=True` also accept the web session cookie (a logged-in member
+of the commune) when no Authorization header is sent, with the page's CSRF token in X-CSRFToken.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
 from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import ValidationError, validate_csrf
 
 from saas.api.registry import ApiRegistry
 from saas.auth.tokens import TokenRejection, authenticate
@@ -44,6 +50,10 @@ def authenticate_request(registry: ApiRegistry) -> Response | None:
     if op is not None and op.public:
         return None
     header = request.headers.get("Authorization", "")
+    if not header and op is not None and op.session and current_user.is_authenticated \
+            and g.get("membership") is not None:
+        _check_csrf_header()
+        return None
     if not header:
         return unauthorized(_("Authentification requise : envoyez l'en-tête "
                               "« Authorization: Bearer <jeton> »."))
@@ -62,7 +72,14 @@ def authenticate_request(registry: ApiRegistry) -> Response | None:
     return None
 
 
+def _check_csrf_header() -> None:
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken"))
+    except ValidationError:
+        raise AppError(400, "csrf_failed", _("Jeton CSRF absent ou expiré : rechargez la page.")) from None
+
+
 def install(blueprint: Blueprint, registry: ApiRegistry) -> None:
-    """Require a bearer token on every endpoint of `blueprint` not declared public."""
+    """Require a bearer token (or, where declared, the session) on every non-public endpoint."""
     blueprint.before_request(lambda: authenticate_request(registry))
 

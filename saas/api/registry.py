@@ -11,7 +11,8 @@ the registry adds the Flask route to the application's API blueprint, validates 
 against `request` (422 with the offending fields, see validation.py), applies the per-token
 rate limit and the role check, and records everything `GET /api/v1/openapi.json` publishes.
 Bearer authentication is done for the whole blueprint (saas/api/auth.py); `public=True` opts
-an operation out of it.
+an operation out of it, and `session=True` also accepts the web session cookie with the CSRF
+token in X-CSRFToken (the pages' own scripts, e.g. resumable uploads).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Operation:
     request: dict | None = None
     query: tuple[QueryParam, ...] = ()
     public: bool = False
+    session: bool = False
     roles: tuple[str, ...] = ()
     paginated: bool = False
     extra_responses: dict[int, str] = field(default_factory=dict)
@@ -152,7 +154,7 @@ class Operations:
                   tags: Iterable[str] = (), status: int = 200, response: dict | None = None,
                   response_description: str = "", request: dict | None = None,
                   query: Iterable[QueryParam] = (), public: bool = False,
-                  roles: Iterable[str] = (), paginated: bool = False,
+                  session: bool = False, roles: Iterable[str] = (), paginated: bool = False,
                   errors: dict[int, str] | None = None) -> Callable:
         """Declare one endpoint (one method of one rule); unsupported schema keywords fail here."""
         for schema in (request, response):
@@ -165,7 +167,7 @@ class Operations:
                 method=method.upper(), rule=rule, endpoint=view.__name__, summary=summary,
                 description=description, tags=tuple(tags), status=status, response=response,
                 response_description=response_description, request=request, query=query,
-                public=public, roles=tuple(roles), paginated=paginated,
+                public=public, session=session, roles=tuple(roles), paginated=paginated,
                 extra_responses=dict(errors or {}),
             )
             self.declared.append(DeclaredOperation(op, view))
@@ -304,6 +306,10 @@ class ApiRegistry:
                     "type": "http", "scheme": "bearer", "bearerFormat": "mut_…",
                     "description": "Jeton créé par `saas tokens create` ; envoyé en "
                                    "« Authorization: Bearer <jeton> ».",
+                }, "session": {
+                    "type": "apiKey", "in": "cookie", "name": "session",
+                    "description": "Cookie de session de l'interface web, avec le jeton CSRF de "
+                                   "la page dans l'en-tête X-CSRFToken (opérations qui l'acceptent).",
                 }},
                 "schemas": dict(sorted(self.schemas.items())),
                 "responses": responses,
@@ -371,6 +377,8 @@ class ApiRegistry:
         doc["responses"] = responses
         if op.public:
             doc["security"] = []
+        elif op.session:
+            doc["security"] = [{"bearer": []}, {"session": []}]
         return doc
 
 

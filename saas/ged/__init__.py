@@ -1,4 +1,7 @@
-"""GED: the commune's documents, versions, search, shares, retention and quota."""
+"""GED: the commune's documents, versions, search, shares, retention and quota.
+
+Other features use `saas.ged.public` only; everything else here is private to the GED.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from saas.api import add_operations
-    from saas.ged import api, tasks, uploads, views  # noqa: F401  (tasks: job kinds)
+    from saas.api import PREFIX, add_operations
+    from saas.config import current_settings
+    from saas.files.resumable import protocol_headers
+    from saas.ged import api, tasks, views  # noqa: F401  (tasks: job kinds)
 
     app.register_blueprint(views.bp)
     add_operations(app, api.operations)
-    add_operations(app, uploads.operations)
-    app.after_request(uploads.tus_headers)
+    app.after_request(protocol_headers(PREFIX + api.UPLOADS_PATH,
+                                       lambda: current_settings().ged.max_upload))

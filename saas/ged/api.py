@@ -1,19 +1,37 @@
-"""GED endpoints of the API (/api/v1/documents…, shares, trash, filing plan, usage)."""
+"""GED endpoints of the API (/api/v1/documents…, shares, trash, filing plan, usage, tus uploads)."""
 
 from __future__ import annotations
 
 import uuid
 
 import sqlalchemy as sa
-from flask import g, request
+from flask import Response, current_app, request
 from flask_babel import gettext as _
 
+from saas.api import PREFIX
 from saas.api.helpers import iso, not_found, page_args, paginate
 from saas.api.registry import Operations, QueryParam
+from saas.audit.services import record
+from saas.auth.actor import current_actor
+from saas.config import current_settings
+from saas.errors import AppError
 from saas.extensions import db
-from saas.ged import http, services
-from saas.ged.models import DocType, Document, DocumentVersion
-from saas.ged.services import Actor, AppError
+from saas.files import resumable
+from saas.files.serve import serve
+from saas.ged.models import Classification, DocType, Document, DocumentVersion, Share
+from saas.ged.services import (
+    access,
+    documents,
+    fields,
+    intake,
+    quota,
+    search,
+    shares,
+    uploads,
+)
+from saas.ged.services import classification as filing
+from saas.tenancy.current import current_tenant
+from saas.tenancy.models import Tenant
 
 operations = Operations()
 
@@ -125,11 +143,6 @@ UPLOAD_ERRORS = {
 
 
 
-def actor() -> Actor:
-    membership = g.membership
-    return Actor(membership.user_id, membership.role, getattr(request, "api_user", None))
-
-
 def version_json(version: DocumentVersion | None) -> dict | None:
     if version is None:
         return None
@@ -172,7 +185,7 @@ def document_json(document: Document, versions: list[DocumentVersion] | None = N
 
 
 def _document(document_id, *, include_trash: bool = False) -> Document:
-    document = services.get_document(document_id, actor(), include_trash=include_trash)
+    document = access.get_document(document_id, current_actor(), include_trash=include_trash)
     if document is None:
         raise not_found(_("Document introuvable."))
     return document
@@ -200,7 +213,7 @@ def _version_not_found(number: int) -> AppError:
                status=201, response=DOCUMENT, description=UPLOAD_DOC, errors=UPLOAD_ERRORS,
                roles=("admin", "agent"))
 def create_document():
-    document = http.receive_upload(g.tenant, actor=actor())
+    document = intake.receive_upload(current_tenant(), request, actor=current_actor())
     return document_json(document), 201
 
 
@@ -224,9 +237,9 @@ SEARCH_PARAMS = (
                    "demandée), `total_is_lower_bound` vaut `true` et `total` est un minimum "
                    "(« plus de 1 000 ») ; sinon `total` est exact."))
 def list_documents():
-    params = services.parse_search(request.args)
+    params = search.parse_search(request.args)
     page, per_page = page_args()
-    result = services.search_page(params, actor(), page=page, per_page=per_page)
+    result = search.search_page(params, current_actor(), page=page, per_page=per_page)
     return {"items": [document_json(d) for d in result.items], "total": result.total,
             "total_is_lower_bound": result.total_is_lower_bound, "page": result.page,
             "per_page": result.per_page}
@@ -247,8 +260,8 @@ def update_document(document_id: uuid.UUID, body: dict):
         body = {**body, "access": ",".join(body["access"])}
     if "retention_years" in body and body["retention_years"] is None:
         body = {**body, "retention_years": ""}
-    fields = services.parse_fields(_JsonFields(body), partial=True)
-    services.update_document(document, fields, actor())
+    described = fields.parse_fields(_JsonFields(body), partial=True)
+    documents.update_document(document, described, current_actor())
     return document_json(document)
 
 
@@ -273,16 +286,16 @@ class _JsonFields(dict):
                errors={416: "Plage d'octets hors du fichier."})
 def document_content(document_id: uuid.UUID):
     number = _version_number()
-    document, version = services.get_document_version(document_id, number, actor())
+    document, version = access.get_document_version(document_id, number, current_actor())
     if document is None:
         raise not_found(_("Document introuvable."))
     if version is None:
         raise _version_not_found(number or 0)
     if document.confidentiality != "all_agents":
-        services.record("ged.download", f"document:{document.id}", {"version": version.number})
+        record("ged.download", f"document:{document.id}", {"version": version.number})
         db.session.commit()
-    return http.serve_version(g.tenant, version,
-                              inline=request.args.get("disposition") == "inline")
+    return serve(current_tenant(), documents.served_file(version),
+                 inline=request.args.get("disposition") == "inline")
 
 
 @operations.operation("GET", "/documents/<uuid:document_id>/versions", summary="Les versions d'un document",
@@ -298,7 +311,8 @@ def list_versions(document_id: uuid.UUID):
                roles=("admin", "agent"))
 def create_version(document_id: uuid.UUID):
     document = _document(document_id)
-    version = http.receive_upload(g.tenant, document=document, actor=actor())
+    version = intake.receive_upload(current_tenant(), request, document=document,
+                                     actor=current_actor())
     return version_json(version), 201
 
 
@@ -308,7 +322,7 @@ def create_version(document_id: uuid.UUID):
                            "d'utilité administrative ou sous gel juridique.",
                errors={409: "Document sous durée de conservation."})
 def delete_document(document_id: uuid.UUID):
-    services.delete_document(_document(document_id), actor())
+    documents.delete_document(_document(document_id), current_actor())
     return "", 204
 
 
@@ -317,20 +331,20 @@ def delete_document(document_id: uuid.UUID):
                errors={409: "Le document n'est pas dans la corbeille."})
 def restore_document(document_id: uuid.UUID):
     document = _document(document_id, include_trash=True)
-    services.restore_document(document, actor())
+    documents.restore_document(document, current_actor())
     return document_json(document)
 
 
 @operations.operation("GET", "/trash", summary="La corbeille", tags=("documents",), response=DOCUMENT,
                paginated=True)
 def list_trash():
-    return paginate(services.trash_query(actor()), document_json)
+    return paginate(documents.trash_query(current_actor()), document_json)
 
 
 @operations.operation("GET", "/classifications", summary="Le plan de classement", tags=("documents",),
                response={"type": "object"})
 def list_classifications():
-    nodes = services.filing_plan()
+    nodes = filing.filing_plan()
     by_id = {n.id: n for n in nodes}
     return {"items": [{"id": str(n.id), "code": n.code, "label": n.label,
                        "parent": by_id[n.parent_id].code if n.parent_id in by_id else None}
@@ -340,7 +354,7 @@ def list_classifications():
 @operations.operation("GET", "/ged/usage", summary="Espace de stockage utilisé", tags=("documents",),
                response={"type": "object"})
 def usage():
-    status = services.quota_status(g.tenant)
+    status = quota.quota_status(current_tenant())
     return {"used_bytes": status.used, "quota_bytes": status.quota or None,
             "percent": status.percent}
 
@@ -351,7 +365,7 @@ def usage():
 def share_json(share) -> dict:
     classification = None
     if share.classification_id is not None:
-        node = db.session.get(services.Classification, share.classification_id)
+        node = db.session.get(Classification, share.classification_id)
         classification = node.code if node else None
     return {
         "id": str(share.id),
@@ -367,7 +381,7 @@ def share_json(share) -> dict:
 @operations.operation("GET", "/shares", summary="Les partages accordés par la commune", tags=("partages",),
                response=SHARE, paginated=True)
 def list_shares():
-    stmt = sa.select(services.Share).order_by(services.Share.created_at.desc(), services.Share.id)
+    stmt = sa.select(Share).order_by(Share.created_at.desc(), Share.id)
     return paginate(stmt, share_json)
 
 
@@ -379,11 +393,11 @@ def create_share(body: dict):
     if body.get("document_id"):
         document = _document(body["document_id"])
     if body.get("classification"):
-        services.ensure_filing_plan()
-        classification = services.find_classification(body["classification"])
+        filing.ensure_filing_plan()
+        classification = filing.find_classification(body["classification"])
         if classification is None:
             raise not_found(_("Dossier introuvable dans le plan de classement."))
-    share = services.create_share(target_slug=body["target"], actor=actor(), document=document,
+    share = shares.create_share(target_slug=body["target"], actor=current_actor(), document=document,
                                   classification=classification, note=body.get("note"))
     return share_json(share), 201
 
@@ -391,15 +405,15 @@ def create_share(body: dict):
 @operations.operation("DELETE", "/shares/<uuid:share_id>", summary="Révoquer un partage", tags=("partages",),
                status=204, roles=("admin",))
 def revoke_share(share_id: uuid.UUID):
-    share = services.get_share(share_id)
+    share = shares.get_share(share_id)
     if share is None:
         raise not_found(_("Partage introuvable."))
-    services.revoke_share(share, actor())
+    shares.revoke_share(share, current_actor())
     return "", 204
 
 
 def _shared(document_id):
-    found = services.get_shared_document(document_id, actor())
+    found = shares.get_shared_document(document_id, current_actor())
     if found is None:
         raise not_found(_("Document introuvable."))
     return found
@@ -412,7 +426,7 @@ def shared_json(document: Document, versions=None) -> dict:
                                              DocumentVersion.tenant_id == document.tenant_id)
             .execution_options(all_tenants=True)).scalars().all()
     body = document_json(document, list(versions), shared=True)
-    owner = db.session.get(services.Tenant, document.tenant_id)
+    owner = db.session.get(Tenant, document.tenant_id)
     body["owner"] = {"slug": owner.slug, "name": owner.name} if owner else None
     body["read_only"] = True
     return body
@@ -422,7 +436,7 @@ def shared_json(document: Document, versions=None) -> dict:
                tags=("partages",), response=DOCUMENT, paginated=True,
                description="En lecture seule ; les octets restent chez la commune propriétaire.")
 def list_shared_documents():
-    return paginate(services.shared_documents_query(actor()), shared_json)
+    return paginate(shares.shared_documents_query(current_actor()), shared_json)
 
 
 @operations.operation("GET", "/shared-documents/<uuid:document_id>", summary="Un document partagé",
@@ -442,5 +456,78 @@ def shared_document_content(document_id: uuid.UUID):
     version = next((v for v in versions if v.number == number), None)
     if version is None:
         raise _version_not_found(number)
-    services.audit_shared_read(document, owner, version.number)
-    return http.serve_version(owner, version, inline=request.args.get("disposition") == "inline")
+    shares.audit_shared_read(document, owner, version.number)
+    return serve(owner, documents.served_file(version),
+                 inline=request.args.get("disposition") == "inline")
+
+
+# -- resumable uploads (tus 1.0.0, see saas/files/resumable.py) ----------------------------
+
+
+UPLOADS_PATH = "/uploads"
+
+
+@operations.operation("POST", UPLOADS_PATH, summary="Créer un envoi reprenable (tus 1.0.0)",
+                      tags=("envois",), status=201, session=True,
+                      description="En-têtes `Tus-Resumable: 1.0.0`, `Upload-Length`, `Upload-Metadata` "
+                                  "(filename, title, type, classification, tags, document_id pour une "
+                                  "nouvelle version…). Authentification : jeton Bearer, ou cookie de "
+                                  "session et en-tête X-CSRFToken.",
+                      errors={412: "Version tus non prise en charge.", 413: "Trop volumineux ou quota dépassé."})
+def create_upload():
+    resumable.check_version(request)
+    length = resumable.declared_length(request)
+    meta = resumable.parse_metadata(request.headers.get("Upload-Metadata"), uploads.METADATA_KEYS)
+    upload = uploads.create_upload(current_tenant(), current_actor(), length, meta)
+    return Response(status=201, headers={"Location": f"{PREFIX}{UPLOADS_PATH}/{upload.id}",
+                                         **resumable.offset_headers(upload)})
+
+
+@operations.operation("GET", f"{UPLOADS_PATH}/<uuid:upload_id>", summary="État d'un envoi reprenable",
+                      tags=("envois",), session=True, response={"type": "object"},
+                      description="`HEAD` (tus) renvoie `Upload-Offset` et `Upload-Length` ; `GET` le "
+                                  "même état en JSON.")
+def upload_status(upload_id: uuid.UUID):
+    upload = uploads.get_upload(upload_id, current_actor())
+    body = {"id": str(upload.id), "offset": upload.offset, "length": upload.length,
+            "chunk_size": current_settings().ged.upload_chunk,
+            "completed": upload.completed_at is not None,
+            "document_id": str(upload.result_document_id) if upload.result_document_id else None,
+            "version": upload.result_version}
+    response = current_app.json.response(body)
+    response.headers.update(resumable.offset_headers(upload))
+    return response
+
+
+@operations.operation("PATCH", f"{UPLOADS_PATH}/<uuid:upload_id>",
+                      summary="Envoyer la suite d'un envoi reprenable", tags=("envois",), status=204,
+                      session=True,
+                      description="`Content-Type: application/offset+octet-stream`, `Upload-Offset` = "
+                                  "décalage actuel (sinon 409). Les octets sont conservés par morceaux "
+                                  "de 8 Mio ; le dernier PATCH crée le document (en-têtes "
+                                  "`Document-Id`, `Document-Version`).",
+                      errors={409: "Décalage différent de celui du serveur.", 412: "Version tus.",
+                              413: "Quota dépassé.", 415: "Type de contenu ou de fichier refusé.",
+                              422: "Fichier refusé."})
+def patch_upload(upload_id: uuid.UUID):
+    actor = current_actor()
+    resumable.check_version(request)
+    resumable.check_patch_type(request)
+    upload = uploads.get_upload(upload_id, actor, lock=True)
+    resumable.check_offset(request, upload)
+    if upload.completed_at is None:
+        upload = uploads.receive(current_tenant(), upload, request.stream, actor)
+    headers = resumable.offset_headers(upload)
+    if upload.result_document_id:
+        headers["Document-Id"] = str(upload.result_document_id)
+        headers["Document-Version"] = str(upload.result_version or 1)
+    return Response(status=204, headers=headers)
+
+
+@operations.operation("DELETE", f"{UPLOADS_PATH}/<uuid:upload_id>", summary="Abandonner un envoi reprenable",
+                      tags=("envois",), status=204, session=True)
+def delete_upload(upload_id: uuid.UUID):
+    actor = current_actor()
+    resumable.check_version(request)
+    uploads.terminate(current_tenant(), uploads.get_upload(upload_id, actor))
+    return Response(status=204)

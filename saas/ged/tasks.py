@@ -1,13 +1,12 @@
 """GED jobs: text extraction, trash purge, retention sweep (bordereaux), orphan-object sweep.
 
 Each is a plain function (callable from tests and the CLI) declared as a job kind; the sweeps
-recur per commune through the scheduler.
+recur per commune through the scheduler. The work itself is in services.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import tempfile
 import uuid
 from datetime import timedelta
@@ -16,24 +15,19 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from saas.extensions import db
-from saas.ged import extract, services
 from saas.ged.models import Document, DocumentVersion, ExtractionState
+from saas.ged.services import extraction, intake, retention, uploads
+from saas.ged.services.search import refresh_search
 from saas.jobs import PermanentError, QueueNames, TransientError, job_kind, periodic
 from saas.modelbase import utcnow
 from saas.storage import get_store
 from saas.storage.base import ObjectNotFound, StorageError
-
-log = logging.getLogger("saas.ged.tasks")
+from saas.tenancy.current import current_tenant
 
 # Objects younger than this are never swept: their database row may be about to commit.
 ORPHAN_GRACE = timedelta(hours=6)
 # Spooled in memory up to this size, then on disk: extraction never holds a big file in RAM.
 SPOOL_BYTES = 8 * 1024 * 1024
-
-
-def enqueue_extraction(version: DocumentVersion) -> None:
-    """Enqueue the text extraction of a version in the open transaction (idempotent)."""
-    extract_text_job.enqueue(version_id=str(version.id), key=f"extract:{version.id}")
 
 
 def extract_text(document_version_id: str) -> dict:
@@ -43,8 +37,8 @@ def extract_text(document_version_id: str) -> dict:
     ).scalar_one_or_none()
     if version is None:
         return {"state": "gone"}
-    tenant = services.current_tenant()
-    if not extract.extractable(version.content_type):
+    tenant = current_tenant()
+    if not extraction.extractable(version.content_type):
         version.extraction_state = ExtractionState.SKIPPED
         return {"state": "skipped"}
     sha = hashlib.sha256()
@@ -59,8 +53,8 @@ def extract_text(document_version_id: str) -> dict:
                 raise PermanentError(_("Le contenu stocké ne correspond plus à son empreinte "
                                        "SHA-256 : extraction refusée."), code="integrity")
             spool.seek(0)
-            text = extract.extract_text(spool, version.content_type)
-    except extract.ExtractionFailed as exc:
+            text = extraction.extract_text(spool, version.content_type)
+    except extraction.ExtractionFailed as exc:
         version.extraction_state = ExtractionState.FAILED
         version.extraction_error = exc.reason[:500]
         version.extracted_text = None
@@ -74,11 +68,12 @@ def extract_text(document_version_id: str) -> dict:
     version.extraction_error = None
     document = db.session.get(Document, version.document_id)
     if document is not None and document.current_version_number == version.number:
-        services.refresh_search(document)
+        refresh_search(document)
     return {"state": "done", "chars": len(text)}
 
 
-@job_kind("ged.extract_text", queue=QueueNames.DOCUMENTS, timeout=900, max_attempts=4, backoff=30)
+@job_kind(extraction.EXTRACT_KIND, queue=QueueNames.DOCUMENTS, timeout=900, max_attempts=4,
+          backoff=30)
 def extract_text_job(version_id: str) -> dict:
     """Job: extract one version's text (see extract_text)."""
     return extract_text(version_id)
@@ -86,12 +81,12 @@ def extract_text_job(version_id: str) -> dict:
 
 def purge_trash() -> dict:
     """Erase the current commune's documents left in the trash for more than 30 days."""
-    return {"purged": services.purge_trash(services.current_tenant())}
+    return {"purged": retention.purge_trash(current_tenant())}
 
 
 def retention_sweep() -> dict:
     """Propose a bordereau d'élimination listing documents past their DUA; destroys nothing."""
-    proposal = services.retention_sweep()
+    proposal = retention.retention_sweep()
     return {"proposal": str(proposal.id) if proposal else None,
             "documents": len(proposal.items) if proposal else 0}
 
@@ -102,36 +97,14 @@ def sweep_orphans(grace_seconds: float | None = None) -> dict:
     Covers documents (ged/…) whose row never committed and resumable uploads (uploads/…) that
     expired or lost their row.
     """
-    tenant = services.current_tenant()
+    tenant = current_tenant()
     grace = timedelta(seconds=grace_seconds) if grace_seconds is not None else ORPHAN_GRACE
     limit = utcnow() - grace
-    store = get_store()
-    known = set(db.session.execute(sa.select(DocumentVersion.object_key)).scalars())
-    removed = []
     try:
-        for obj in store.list(tenant, "ged/"):
-            if obj.key in known:
-                continue
-            if obj.last_modified is not None and obj.last_modified > limit:
-                continue
-            # Re-check under the database: a row may have committed since the listing began.
-            if db.session.execute(sa.select(DocumentVersion.id).where(
-                    DocumentVersion.object_key == obj.key)).first():
-                continue
-            try:
-                store.delete(tenant, obj.key)
-            except ObjectNotFound:
-                continue
-            removed.append(obj.key)
+        removed = intake.sweep_orphans(tenant, limit)
+        expired = uploads.sweep_uploads(tenant, limit)
     except StorageError as exc:
         raise TransientError(_("Stockage indisponible : %(e)s", e=str(exc)[:200])) from exc
-    from saas.ged import uploads
-
-    expired = uploads.sweep_uploads(tenant, limit)
-    if removed:
-        from saas.audit.services import record
-
-        record("ged.orphans.sweep", None, {"objects": removed[:100], "count": len(removed)})
     return {"removed": len(removed), "expired_uploads": expired}
 
 
@@ -154,6 +127,7 @@ def retention_sweep_job() -> dict:
 def sweep_orphans_job(grace_seconds: float | None = None) -> dict:
     """Job: the daily orphan-object sweep of one commune."""
     return sweep_orphans(grace_seconds)
+
 
 periodic("ged.purge_trash", "ged.purge_trash", daily_at="01:30", per_tenant=True)
 periodic("ged.retention_sweep", "ged.retention_sweep", daily_at="04:00", per_tenant=True)

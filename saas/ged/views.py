@@ -17,11 +17,14 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import current_user
 from flask_wtf.csrf import ValidationError, validate_csrf
 
+from saas.audit.services import record
+from saas.auth.actor import current_actor
+from saas.config import current_settings
+from saas.errors import AppError
 from saas.extensions import csrf, db
-from saas.ged import http, services
+from saas.files.serve import serve
 from saas.ged.models import (
     CONFIDENTIALITY_LABELS,
     DOC_TYPE_LABELS,
@@ -30,34 +33,42 @@ from saas.ged.models import (
     DocType,
     EliminationProposal,
 )
-from saas.ged.services import Actor, AppError
-from saas.ged.tasks import extract_text_job
+from saas.ged.services import (
+    access,
+    documents,
+    extraction,
+    fields,
+    intake,
+    quota,
+    retention,
+    search,
+)
+from saas.ged.services import classification as filing
+from saas.ged.services import shares as sharing
 from saas.hostguards import member_required
 from saas.jobs import find_job
+from saas.tenancy.current import current_tenant
+from saas.tenancy.models import Tenant
 
 bp = Blueprint("ged", __name__, url_prefix="/ged")
 
 PER_PAGE = 25
 
 
-def actor() -> Actor:
-    return Actor(current_user.id, g.membership.role, current_user)
-
-
 @bp.app_template_global("ged_size")
 def ged_size(n):
-    return services.human_size(n)
+    return quota.human_size(n)
 
 
 @bp.context_processor
 def _labels():
     return {"DOC_TYPE_LABELS": DOC_TYPE_LABELS, "FATE_LABELS": FATE_LABELS,
             "STATUS_LABELS": STATUS_LABELS, "CONFIDENTIALITY_LABELS": CONFIDENTIALITY_LABELS,
-            "DOC_TYPES": list(DocType), "ged_actor": actor() if g.get("membership") else None}
+            "DOC_TYPES": list(DocType), "ged_actor": current_actor() if g.get("membership") else None}
 
 
 def _document_or_404(document_id, *, include_trash: bool = False):
-    document = services.get_document(document_id, actor(), include_trash=include_trash)
+    document = access.get_document(document_id, current_actor(), include_trash=include_trash)
     if document is None:
         abort(404)
     return document
@@ -83,20 +94,20 @@ def _paged(stmt):
 @bp.get("/")
 @member_required
 def index():
-    nodes = services.filing_plan()
+    nodes = filing.filing_plan()
     error = None
     try:
-        params = services.parse_search(request.args)
+        params = search.parse_search(request.args)
     except AppError as exc:
-        params, error = services.SearchParams(), exc
-    result = services.search_page(params, actor(), page=_page(), per_page=PER_PAGE)
-    documents, total, page = result.items, result.total, result.page
+        params, error = search.SearchParams(), exc
+    result = search.search_page(params, current_actor(), page=_page(), per_page=PER_PAGE)
+    total, page = result.total, result.page
     # Past the count cap there is at least one more page than counted.
     pages = max(1, math.ceil(total / PER_PAGE)) + (1 if result.total_is_lower_bound else 0)
-    usage = services.quota_status(g.tenant)
-    report = services.usage_report() if g.tenant.kind == "epci" else None
+    usage = quota.quota_status(current_tenant())
+    report = quota.usage_report() if current_tenant().kind == "epci" else None
     status = 422 if error else 200
-    return render_template("ged/index.html", nodes=nodes, params=params, documents=documents,
+    return render_template("ged/index.html", nodes=nodes, params=params, documents=result.items,
                            total=total, total_is_lower_bound=result.total_is_lower_bound,
                            page=page, pages=pages, usage=usage, error=error,
                            report=report, args=request.args), status
@@ -116,11 +127,11 @@ def _csrf_check(token):
 @bp.get("/deposer")
 @member_required
 def upload_form():
-    if not actor().can_write:
+    if not current_actor().can_write:
         abort(403)
-    return render_template("ged/upload.html", nodes=services.filing_plan(), error=None,
-                           usage=services.quota_status(g.tenant),
-                           max_upload=services.max_upload_bytes(),
+    return render_template("ged/upload.html", nodes=filing.filing_plan(), error=None,
+                           usage=quota.quota_status(current_tenant()),
+                           max_upload=current_settings().ged.max_upload,
                            selected=request.args.get("classification", ""))
 
 
@@ -129,11 +140,12 @@ def upload_form():
 @member_required
 def upload():
     try:
-        document = http.receive_upload(g.tenant, actor=actor(), csrf_check=_csrf_check)
+        document = intake.receive_upload(current_tenant(), request, actor=current_actor(),
+                                         csrf_check=_csrf_check)
     except AppError as exc:
-        return render_template("ged/upload.html", nodes=services.filing_plan(), error=exc,
-                               usage=services.quota_status(g.tenant),
-                               max_upload=services.max_upload_bytes(), selected=""), exc.status
+        return render_template("ged/upload.html", nodes=filing.filing_plan(), error=exc,
+                               usage=quota.quota_status(current_tenant()),
+                               max_upload=current_settings().ged.max_upload, selected=""), exc.status
     flash(_("Document « %(t)s » déposé.", t=document.title), "success")
     return redirect(url_for("ged.document", document_id=document.id), 303)
 
@@ -147,17 +159,17 @@ def document(document_id: uuid.UUID, error: AppError | None = None, status: int 
     doc = _document_or_404(document_id)
     outgoing = []
     targets = []
-    if actor().is_admin:
-        outgoing = [s for s in services.outgoing_shares() if s.document_id == doc.id]
-        targets = services.share_targets()
+    if current_actor().is_admin:
+        outgoing = [s for s in sharing.outgoing_shares() if s.document_id == doc.id]
+        targets = sharing.share_targets()
     current = doc.current_version
     indexing = None
     if current is not None and current.extraction_state == "pending":
-        indexing = find_job(extract_text_job, f"extract:{current.id}")
-    return render_template("ged/document.html", doc=doc, nodes=services.filing_plan(),
+        indexing = find_job(extraction.EXTRACT_KIND, f"extract:{current.id}")
+    return render_template("ged/document.html", doc=doc, nodes=filing.filing_plan(),
                            versions=sorted(doc.versions, key=lambda v: -v.number),
                            current=current, shares=outgoing, targets=targets, indexing=indexing,
-                           retention_block=services.retention_block(doc), error=error), status
+                           retention_block=retention.retention_block(doc), error=error), status
 
 
 @bp.get("/documents/<uuid:document_id>/contenu")
@@ -165,14 +177,15 @@ def document(document_id: uuid.UUID, error: AppError | None = None, status: int 
 def content(document_id: uuid.UUID):
     raw = request.args.get("version", "")
     number = int(raw) if raw.isdigit() else None
-    doc, version = services.get_document_version(document_id, number, actor())
+    doc, version = access.get_document_version(document_id, number, current_actor())
     if version is None:
         abort(404)
     if doc.confidentiality != "all_agents":
-        services.record("ged.download", f"document:{doc.id}", {"version": version.number})
+        record("ged.download", f"document:{doc.id}", {"version": version.number})
         db.session.commit()
     try:
-        return http.serve_version(g.tenant, version, inline=request.args.get("inline") == "1")
+        return serve(current_tenant(), documents.served_file(version),
+                     inline=request.args.get("inline") == "1")
     except AppError as exc:
         abort(exc.status, description=exc.message)
 
@@ -183,7 +196,8 @@ def content(document_id: uuid.UUID):
 def new_version(document_id: uuid.UUID):
     doc = _document_or_404(document_id)
     try:
-        version = http.receive_upload(g.tenant, document=doc, actor=actor(), csrf_check=_csrf_check)
+        version = intake.receive_upload(current_tenant(), request, document=doc,
+                                        actor=current_actor(), csrf_check=_csrf_check)
     except AppError as exc:
         db.session.rollback()
         return document(document_id, error=exc, status=exc.status)
@@ -196,11 +210,11 @@ def new_version(document_id: uuid.UUID):
 def edit(document_id: uuid.UUID):
     doc = _document_or_404(document_id)
     form = request.form
-    fields = services.parse_fields(form, partial=True)
-    if "legal_hold" not in form and actor().is_admin:
-        fields.legal_hold = False
+    described = fields.parse_fields(form, partial=True)
+    if "legal_hold" not in form and current_actor().is_admin:
+        described.legal_hold = False
     try:
-        services.update_document(doc, fields, actor())
+        documents.update_document(doc, described, current_actor())
     except AppError as exc:
         db.session.rollback()
         return document(document_id, error=exc, status=exc.status)
@@ -213,7 +227,7 @@ def edit(document_id: uuid.UUID):
 def delete(document_id: uuid.UUID):
     doc = _document_or_404(document_id)
     try:
-        services.delete_document(doc, actor())
+        documents.delete_document(doc, current_actor())
     except AppError as exc:
         return document(document_id, error=exc, status=exc.status)
     flash(_("Document placé dans la corbeille (restaurable pendant 30 jours)."), "success")
@@ -226,9 +240,9 @@ def delete(document_id: uuid.UUID):
 @bp.get("/corbeille")
 @member_required
 def trash():
-    documents, total, page, pages = _paged(services.trash_query(actor()))
-    return render_template("ged/trash.html", documents=documents, total=total, page=page,
-                           pages=pages, days=services.TRASH_DAYS)
+    items, total, page, pages = _paged(documents.trash_query(current_actor()))
+    return render_template("ged/trash.html", documents=items, total=total, page=page,
+                           pages=pages, days=retention.TRASH_DAYS)
 
 
 @bp.post("/corbeille/<uuid:document_id>/restaurer")
@@ -236,7 +250,7 @@ def trash():
 def restore(document_id: uuid.UUID):
     doc = _document_or_404(document_id, include_trash=True)
     try:
-        services.restore_document(doc, actor())
+        documents.restore_document(doc, current_actor())
     except AppError as exc:
         flash(exc.message, "error")
         return redirect(url_for("ged.trash"), 303)
@@ -250,12 +264,12 @@ def restore(document_id: uuid.UUID):
 @bp.get("/partages")
 @member_required
 def shares():
-    incoming = db.session.execute(services.shared_documents_query(actor()).limit(200)).scalars().all()
-    owners = {t.id: t for t in db.session.execute(sa.select(services.Tenant)).scalars()}
-    outgoing = services.outgoing_shares() if actor().is_admin else []
+    incoming = db.session.execute(sharing.shared_documents_query(current_actor()).limit(200)).scalars().all()
+    owners = {t.id: t for t in db.session.execute(sa.select(Tenant)).scalars()}
+    outgoing = sharing.outgoing_shares() if current_actor().is_admin else []
     return render_template("ged/shares.html", incoming=incoming, owners=owners, outgoing=outgoing,
-                           nodes=services.filing_plan() if actor().is_admin else [],
-                           targets=services.share_targets() if actor().is_admin else [])
+                           nodes=filing.filing_plan() if current_actor().is_admin else [],
+                           targets=sharing.share_targets() if current_actor().is_admin else [])
 
 
 @bp.post("/partages")
@@ -266,11 +280,11 @@ def share_create():
     if form.get("document_id"):
         document = _document_or_404(form["document_id"])
     elif form.get("classification"):
-        classification = services.find_classification(form["classification"])
+        classification = filing.find_classification(form["classification"])
         if classification is None:
             abort(404)
     try:
-        services.create_share(target_slug=form.get("target", ""), actor=actor(),
+        sharing.create_share(target_slug=form.get("target", ""), actor=current_actor(),
                               document=document, classification=classification,
                               note=form.get("note"))
     except AppError as exc:
@@ -287,11 +301,11 @@ def share_create():
 @bp.post("/partages/<uuid:share_id>/revoquer")
 @member_required
 def share_revoke(share_id: uuid.UUID):
-    share = services.get_share(share_id)
+    share = sharing.get_share(share_id)
     if share is None:
         abort(404)
     try:
-        services.revoke_share(share, actor())
+        sharing.revoke_share(share, current_actor())
     except AppError as exc:
         abort(exc.status)
     flash(_("Partage révoqué."), "success")
@@ -301,7 +315,7 @@ def share_revoke(share_id: uuid.UUID):
 @bp.get("/partages/documents/<uuid:document_id>")
 @member_required
 def shared_document(document_id: uuid.UUID):
-    found = services.get_shared_document(document_id, actor())
+    found = sharing.get_shared_document(document_id, current_actor())
     if found is None:
         abort(404)
     doc, versions, owner = found
@@ -313,7 +327,7 @@ def shared_document(document_id: uuid.UUID):
 @bp.get("/partages/documents/<uuid:document_id>/contenu")
 @member_required
 def shared_content(document_id: uuid.UUID):
-    found = services.get_shared_document(document_id, actor())
+    found = sharing.get_shared_document(document_id, current_actor())
     if found is None:
         abort(404)
     doc, versions, owner = found
@@ -322,9 +336,10 @@ def shared_content(document_id: uuid.UUID):
     version = next((v for v in versions if v.number == number), None)
     if version is None:
         abort(404)
-    services.audit_shared_read(doc, owner, version.number)
+    sharing.audit_shared_read(doc, owner, version.number)
     try:
-        return http.serve_version(owner, version, inline=request.args.get("inline") == "1")
+        return serve(owner, documents.served_file(version),
+                     inline=request.args.get("inline") == "1")
     except AppError as exc:
         abort(exc.status, description=exc.message)
 
@@ -335,16 +350,16 @@ def shared_content(document_id: uuid.UUID):
 @bp.post("/plan")
 @member_required
 def plan_add():
-    if not actor().is_admin:
+    if not current_actor().is_admin:
         abort(403)
     parent_ref = request.form.get("parent", "")
-    parent = services.find_classification(parent_ref) if parent_ref else None
+    parent = filing.find_classification(parent_ref) if parent_ref else None
     if parent_ref and parent is None:
         # Never file a folder at the top level when the one asked for does not exist here.
         flash(_("Le dossier parent choisi n'existe pas dans le plan de classement."), "error")
         return redirect(url_for("ged.index"), 303)
     try:
-        services.add_classification(request.form.get("code", ""), request.form.get("label", ""),
+        filing.add_classification(request.form.get("code", ""), request.form.get("label", ""),
                                     parent)
     except AppError as exc:
         db.session.rollback()
@@ -360,7 +375,7 @@ def plan_add():
 @bp.get("/bordereaux")
 @member_required
 def proposals():
-    if not actor().is_admin:
+    if not current_actor().is_admin:
         abort(403)
     items = db.session.execute(sa.select(EliminationProposal)
                                .order_by(EliminationProposal.created_at.desc())).scalars().all()
@@ -378,7 +393,7 @@ def _proposal_or_404(proposal_id):
 @bp.get("/bordereaux/<uuid:proposal_id>")
 @member_required
 def proposal(proposal_id: uuid.UUID):
-    if not actor().is_admin:
+    if not current_actor().is_admin:
         abort(403)
     return render_template("ged/proposal.html", proposal=_proposal_or_404(proposal_id))
 
@@ -386,11 +401,11 @@ def proposal(proposal_id: uuid.UUID):
 @bp.post("/bordereaux/<uuid:proposal_id>")
 @member_required
 def proposal_decide(proposal_id: uuid.UUID):
-    if not actor().is_admin:
+    if not current_actor().is_admin:
         abort(403)
     item = _proposal_or_404(proposal_id)
     if request.form.get("action") == "reject":
-        services.reject_proposal(item, actor())
+        retention.reject_proposal(item, current_actor())
         flash(_("Bordereau rejeté : aucun document n'a été détruit."), "success")
         return redirect(url_for("ged.proposals"), 303)
     if request.form.get("confirm") != "1":
@@ -402,7 +417,7 @@ def proposal_decide(proposal_id: uuid.UUID):
         if value in ("destroy", "keep"):
             decisions[entry.id] = value
     try:
-        destroyed = services.decide_proposal(g.tenant, item, decisions, actor())
+        destroyed = retention.decide_proposal(current_tenant(), item, decisions, current_actor())
     except AppError as exc:
         flash(exc.message, "error")
         return redirect(url_for("ged.proposal", proposal_id=proposal_id), 303)

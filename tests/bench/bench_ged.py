@@ -16,7 +16,7 @@
 - Search over 100,000 documents on PostgreSQL spread over four communes (the searched one holds
   60 %), a French mairie corpus (Zipf-distributed vocabulary, street names, people, suppliers,
   numbers, dates) and a fixed set of 240 queries as a secretary types them (1-3 words, common
-  and rare). Timed through services.search_page (what the API and the web list call) as the
+  and rare). Timed through search.search_page (what the API and the web list call) as the
   app role under RLS, plus a sample through the HTTP API. Target: p95 < 100 ms.
 
 S3: SAAS_TEST_S3_ENDPOINT if set, else moto's server in a child process. PostgreSQL: a private
@@ -875,12 +875,13 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 def bench_search(app, platform: Platform, tenant_id, user_id) -> None:
-    """p50/p95 of services.search_page over the query set, as the app role under RLS, then a
+    """p50/p95 of search.search_page over the query set, as the app role under RLS, then a
     sample through the HTTP API (gunicorn, token auth, JSON of 20 documents)."""
     import sqlalchemy as sa
 
+    from saas.auth.actor import Actor
     from saas.extensions import db
-    from saas.ged import services
+    from saas.ged.services import search
     from saas.tenancy.context import tenant_context
 
     queries = search_queries(Corpus())
@@ -893,15 +894,15 @@ def bench_search(app, platform: Platform, tenant_id, user_id) -> None:
     totals: list[int] = []
     capped = 0
     with app.app_context(), tenant_context(tenant_id):
-        actor = services.Actor(user_id, "agent")
+        actor = Actor(user_id, "agent")
         visible = db.session.execute(sa.text("SELECT count(*) FROM ged_documents")).scalar()
         for q in queries[:20]:  # warm the caches a first user would find warm
-            services.search_page(services.SearchParams(q=q), actor)
+            search.search_page(search.SearchParams(q=q), actor)
             db.session.rollback()
         for _round in range(2):
             for q in queries:
                 start = time.perf_counter()
-                result = services.search_page(services.SearchParams(q=q), actor, page=1, per_page=20)
+                result = search.search_page(search.SearchParams(q=q), actor, page=1, per_page=20)
                 elapsed = (time.perf_counter() - start) * 1000
                 db.session.rollback()
                 timings.append(elapsed)
@@ -912,15 +913,15 @@ def bench_search(app, platform: Platform, tenant_id, user_id) -> None:
         browse = []
         for page in (1, 2, 3, 1, 2, 3):  # the plain listing, newest first, no query
             start = time.perf_counter()
-            services.search_page(services.SearchParams(), actor, page=page, per_page=20)
+            search.search_page(search.SearchParams(), actor, page=page, per_page=20)
             browse.append((time.perf_counter() - start) * 1000)
             db.session.rollback()
         if os.environ.get("BENCH_EXPLAIN") == "1":
             samples = os.environ.get("BENCH_EXPLAIN_QUERIES")
-            explain_samples(db, services, actor, samples.split(",") if samples else
+            explain_samples(db, search, actor, samples.split(",") if samples else
                             ("commune", "cimetière", "Kerhervé", "budget primitif", ""))
     print(f"  {len(queries)} queries x 2 rounds; matches per query: median {statistics.median(totals):.0f}, "
-          f"{capped} capped at {services.SEARCH_COUNT_CAP}, {totals.count(0)} with none")
+          f"{capped} capped at {search.SEARCH_COUNT_CAP}, {totals.count(0)} with none")
     print(f"  plain listing (no q), pages 1-3: median {statistics.median(browse):.1f} ms, "
           f"max {max(browse):.1f} ms")
     slow = sorted(by_query.items(), key=lambda kv: -kv[1])[:5]
@@ -940,7 +941,7 @@ def bench_search(app, platform: Platform, tenant_id, user_id) -> None:
            p95 < 100, f"p50 {p50:.1f} ms, p95 {p95:.1f} ms (target < 100 ms)")
 
 
-def explain_samples(db, services, actor, queries) -> None:
+def explain_samples(db, search, actor, queries) -> None:
     """Print EXPLAIN (ANALYZE, BUFFERS) of the statements search_page runs, as executed."""
     import sqlalchemy as sa
 
@@ -953,7 +954,7 @@ def explain_samples(db, services, actor, queries) -> None:
 
         sa.event.listen(db.engine, "before_cursor_execute", grab)
         try:
-            services.search_page(services.SearchParams(q=q), actor)
+            search.search_page(search.SearchParams(q=q), actor)
         finally:
             sa.event.remove(db.engine, "before_cursor_execute", grab)
         for statement, parameters in captured:

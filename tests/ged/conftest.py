@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zipfile
 from collections.abc import Callable
@@ -42,6 +43,13 @@ def web(client_for, make_user) -> Callable:
         return client
 
     return make
+
+
+def ged_settings(monkeypatch, app, **changes) -> None:
+    """Run this test with other GED settings (as SAAS_GED_* would give them)."""
+    settings = app.config["SAAS_SETTINGS"]
+    monkeypatch.setitem(app.config, "SAAS_SETTINGS",
+                        dataclasses.replace(settings, ged=dataclasses.replace(settings.ged, **changes)))
 
 
 def csrf_from(html: str) -> str:

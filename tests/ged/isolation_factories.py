@@ -1,6 +1,6 @@
 """The GED's objects for the tenant-isolation sweep (tests/tenancy/test_isolation.py).
 
-Every factory builds a real object through the GED's own code (services.create_document,
+Every factory builds a real object through the GED's own code (public.create_document_from_stream,
 create_share, retention_sweep, the tus API) in the commune it is given, as that commune's
 administrator, and returns the route arguments that name it.
 
@@ -39,7 +39,7 @@ def _pdf(label: str) -> bytes:
 
 
 def _actor(user):
-    from saas.ged.services import Actor
+    from saas.auth.actor import Actor
 
     # The sweep's accounts are commune administrators (see SweepEnv): every GED write is open.
     return Actor(user.id, "admin", user)
@@ -47,23 +47,22 @@ def _actor(user):
 
 def create_document(tenant, user, title: str, **fields: str) -> uuid.UUID:
     """A document of `tenant` uploaded by `user` through the GED service (bytes in its bucket)."""
-    from saas.ged import services
+    from saas.ged import public
 
     with tenant_context(tenant, user):
-        parsed = services.parse_fields({"title": title, **fields})
-        document = services.create_document(tenant, io.BytesIO(_pdf(title)), filename="balayage.pdf",
-                                            fields=parsed, actor=_actor(user))
+        document = public.create_document_from_stream(io.BytesIO(_pdf(title)), filename="balayage.pdf",
+                                                      actor=_actor(user), title=title, **fields)
         return document.id
 
 
 def share_document(tenant, user, target, document_id: uuid.UUID) -> uuid.UUID:
     """Share one of `tenant`'s documents read-only with `target`; return the share's id."""
-    from saas.ged import services
+    from saas.ged.services import access, shares
 
     actor = _actor(user)
     with tenant_context(tenant, user):
-        document = services.get_document(document_id, actor)
-        share = services.create_share(target_slug=target.slug, actor=actor, document=document)
+        document = access.get_document(document_id, actor)
+        share = shares.create_share(target_slug=target.slug, actor=actor, document=document)
         return share.id
 
 
@@ -81,12 +80,12 @@ def _document(env, tenant, user) -> dict[str, str]:
 
 def _trashed_document(env, tenant, user) -> dict[str, str]:
     """A document in the trash, for the restore routes (which look into the trash)."""
-    from saas.ged import services
+    from saas.ged.services import access, documents
 
     document_id = create_document(tenant, user, f"Corbeille {tenant.slug}")
     actor = _actor(user)
     with tenant_context(tenant, user):
-        services.delete_document(services.get_document(document_id, actor), actor)
+        documents.delete_document(access.get_document(document_id, actor), actor)
     return {"document_id": str(document_id)}
 
 
@@ -129,13 +128,13 @@ def _upload_bytes() -> bytes:
 
 def _proposal(env, tenant, user) -> dict[str, str]:
     """A bordereau d'élimination proposed by the retention sweep for an invoice past its DUA."""
-    from saas.ged import services
+    from saas.ged.services import retention
 
     long_ago = date.today() - timedelta(days=3 * 366)
     create_document(tenant, user, f"Facture échue {tenant.slug}", type="facture",
                      document_date=long_ago.isoformat(), retention_years="1")
     with tenant_context(tenant, user):
-        proposal = services.retention_sweep()
+        proposal = retention.retention_sweep()
         assert proposal is not None, "the retention sweep proposed nothing"
         return {"proposal_id": str(proposal.id)}
 

@@ -96,7 +96,7 @@ def test_unicode_filename_uses_rfc5987(app, tenant_a, api):
 def test_sha256_is_rechecked_on_read(app, tenant_a, api):
     import pytest
 
-    from saas.ged.http import IntegrityError
+    from saas.files.serve import IntegrityError
 
     client = api(tenant_a)
     doc = upload(client, make_pdf(), "a.pdf").get_json()

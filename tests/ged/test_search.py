@@ -7,8 +7,8 @@ import re
 import sqlalchemy as sa
 
 from saas.extensions import db
-from saas.ged import services
 from saas.ged.models import SearchEntry
+from saas.ged.services import search
 from tests.ged.conftest import make_pdf, run_jobs, upload
 
 
@@ -46,7 +46,7 @@ def test_count_stops_at_the_cap_and_says_so(app, tenant_a, api, monkeypatch):
     for i in range(4):
         upload(client, make_pdf(), f"{i}.pdf", title=f"Arrêté de voirie {i}",
                document_date=f"202{i}-01-01")
-    monkeypatch.setattr(services, "SEARCH_COUNT_CAP", 2)
+    monkeypatch.setattr(search, "SEARCH_COUNT_CAP", 2)
     for query in ({"q": "voirie"}, {}):  # search and plain listing
         first = _search(client, per_page=1, **query)
         assert (first["total"], first["total_is_lower_bound"]) == (2, True), query
@@ -55,7 +55,7 @@ def test_count_stops_at_the_cap_and_says_so(app, tenant_a, api, monkeypatch):
         last = _search(client, per_page=1, page=4, **query)
         assert (last["total"], last["total_is_lower_bound"]) == (4, False), query
         assert len(last["items"]) == 1
-    monkeypatch.setattr(services, "SEARCH_COUNT_CAP", 10)
+    monkeypatch.setattr(search, "SEARCH_COUNT_CAP", 10)
     exact = _search(client, q="voirie")
     assert (exact["total"], exact["total_is_lower_bound"]) == (4, False)
 
@@ -66,7 +66,7 @@ def test_web_list_says_more_than_when_capped(app, tenant_a, api, web, monkeypatc
         upload(writer, make_pdf(), f"{i}.pdf", title=f"Budget primitif {i}")
     from saas.ged import views
 
-    monkeypatch.setattr(services, "SEARCH_COUNT_CAP", 1)
+    monkeypatch.setattr(search, "SEARCH_COUNT_CAP", 1)
     monkeypatch.setattr(views, "PER_PAGE", 1)
     html = web(tenant_a).get("/ged/?q=budget").get_data(as_text=True)
     heading = re.search(r'id="results-title">(.*?)</h2>', html, re.S).group(1)
@@ -125,8 +125,8 @@ def test_best_matches_hidden_from_the_reader_do_not_hide_the_others(app, tenant_
     assert run_jobs() == 5
     # The ranking function keeps as many candidates as a page needs, no slack: the three
     # restricted ones fill them.
-    monkeypatch.setattr(services, "SEARCH_COUNT_CAP", 2)
-    monkeypatch.setattr(services, "_candidates", lambda needed: needed)
+    monkeypatch.setattr(search, "SEARCH_COUNT_CAP", 2)
+    monkeypatch.setattr(search, "_candidates", lambda needed: needed)
     statements = []
 
     def seen_sql(conn, cursor, statement, *args):

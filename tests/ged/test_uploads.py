@@ -7,7 +7,7 @@ import hashlib
 import io
 import os
 
-from tests.ged.conftest import make_pdf, objects
+from tests.ged.conftest import ged_settings, make_pdf, objects
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK = 5 * 1024 * 1024  # the smallest piece S3 composes accept
@@ -30,43 +30,40 @@ def test_options_advertises_the_protocol(app, tenant_a, api):
     assert int(response.headers["Tus-Max-Size"]) > 0
 
 
-def test_interrupted_upload_resumes_from_the_last_piece(app, tenant_a, api):
-    app.config["GED_UPLOAD_CHUNK"] = CHUNK
-    try:
-        client = api(tenant_a)
-        data = make_pdf("Plan local d'urbanisme") + os.urandom(3 * CHUNK - 70_000)
-        created = client.post("/api/v1/uploads", headers={
-            **TUS, "Upload-Length": str(len(data)),
-            "Upload-Metadata": meta(filename="plu.pdf", title="PLU", type="plan")})
-        assert created.status_code == 201, created.get_json()
-        location = created.headers["Location"]
-        assert location.startswith("/api/v1/uploads/")
-        # The connection drops at about 90 %: two whole pieces arrived, the rest is lost.
-        cut = int(len(data) * 0.9)
-        first = patch(client, location, 0, data[:cut])
-        assert first.status_code == 204
-        assert first.headers["Upload-Offset"] == str(2 * CHUNK)
-        head = client.head(location, headers=TUS)
-        assert head.status_code == 200
-        assert head.headers["Upload-Offset"] == str(2 * CHUNK)
-        assert head.headers["Upload-Length"] == str(len(data))
-        assert head.headers["Cache-Control"] == "no-store"
-        # A stale offset is refused with 409 and the server's offset.
-        stale = patch(client, location, 0, data[:10])
-        assert stale.status_code == 409
-        assert stale.get_json()["error"]["details"]["offset"] == 2 * CHUNK
-        done = patch(client, location, 2 * CHUNK, data[2 * CHUNK:])
-        assert done.status_code == 204, done.get_json()
-        assert done.headers["Upload-Offset"] == str(len(data))
-        doc_id = done.headers["Document-Id"]
-        doc = client.get(f"/api/v1/documents/{doc_id}").get_json()
-        assert doc["title"] == "PLU" and doc["type"] == "plan"
-        assert doc["current_version"]["sha256"] == hashlib.sha256(data).hexdigest()
-        assert doc["current_version"]["content_type"] == "application/pdf"
-        assert client.get(f"/api/v1/documents/{doc_id}/content").data == data
-        assert objects(tenant_a, "uploads/") == []  # pieces removed once composed
-    finally:
-        app.config.pop("GED_UPLOAD_CHUNK")
+def test_interrupted_upload_resumes_from_the_last_piece(app, tenant_a, api, monkeypatch):
+    ged_settings(monkeypatch, app, upload_chunk=CHUNK)
+    client = api(tenant_a)
+    data = make_pdf("Plan local d'urbanisme") + os.urandom(3 * CHUNK - 70_000)
+    created = client.post("/api/v1/uploads", headers={
+        **TUS, "Upload-Length": str(len(data)),
+        "Upload-Metadata": meta(filename="plu.pdf", title="PLU", type="plan")})
+    assert created.status_code == 201, created.get_json()
+    location = created.headers["Location"]
+    assert location.startswith("/api/v1/uploads/")
+    # The connection drops at about 90 %: two whole pieces arrived, the rest is lost.
+    cut = int(len(data) * 0.9)
+    first = patch(client, location, 0, data[:cut])
+    assert first.status_code == 204
+    assert first.headers["Upload-Offset"] == str(2 * CHUNK)
+    head = client.head(location, headers=TUS)
+    assert head.status_code == 200
+    assert head.headers["Upload-Offset"] == str(2 * CHUNK)
+    assert head.headers["Upload-Length"] == str(len(data))
+    assert head.headers["Cache-Control"] == "no-store"
+    # A stale offset is refused with 409 and the server's offset.
+    stale = patch(client, location, 0, data[:10])
+    assert stale.status_code == 409
+    assert stale.get_json()["error"]["details"]["offset"] == 2 * CHUNK
+    done = patch(client, location, 2 * CHUNK, data[2 * CHUNK:])
+    assert done.status_code == 204, done.get_json()
+    assert done.headers["Upload-Offset"] == str(len(data))
+    doc_id = done.headers["Document-Id"]
+    doc = client.get(f"/api/v1/documents/{doc_id}").get_json()
+    assert doc["title"] == "PLU" and doc["type"] == "plan"
+    assert doc["current_version"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert doc["current_version"]["content_type"] == "application/pdf"
+    assert client.get(f"/api/v1/documents/{doc_id}/content").data == data
+    assert objects(tenant_a, "uploads/") == []  # pieces removed once composed
 
 
 def test_new_version_through_tus_and_termination(app, tenant_a, api):

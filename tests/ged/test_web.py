@@ -216,8 +216,9 @@ def test_upload_streams_with_bounded_memory(app, tenant_a, api, tmp_path):
 
 def test_sqlite_fallback_search(sqlite_app):
     """The embedded default (SQLite, local store) searches accent- and case-blind."""
-    from saas.ged import services
-    from saas.ged.services import Actor
+    from saas.auth.actor import Actor
+    from saas.ged import public
+    from saas.ged.services.search import SearchParams, search_page
     from saas.tenancy.models import Tenant
 
     tenant = Tenant(slug="village", name="Village", siren="210000019", departement="44",
@@ -229,14 +230,13 @@ def test_sqlite_fallback_search(sqlite_app):
     get_store().ensure_bucket(tenant)
     with tenant_context(tenant):
         actor = Actor(None, "agent")
-        fields = services.parse_fields({"title": "Délibération sur l'ÉCOLE", "tags": "école"})
-        services.create_document(tenant, io.BytesIO(make_pdf()), filename="d.pdf",
-                                 fields=fields, actor=actor)
-        found = services.search_page(services.SearchParams(q="ecole deliberation"), actor).items
+        public.create_document_from_stream(io.BytesIO(make_pdf()), filename="d.pdf", actor=actor,
+                                           title="Délibération sur l'ÉCOLE", tags="école")
+        found = search_page(SearchParams(q="ecole deliberation"), actor).items
         assert [d.title for d in found] == ["Délibération sur l'ÉCOLE"]
-        by_tag = services.search_page(services.SearchParams(tag="école"), actor).items
+        by_tag = search_page(SearchParams(tag="école"), actor).items
         assert len(by_tag) == 1
-        none = services.search_page(services.SearchParams(q="mairie"), actor).items
+        none = search_page(SearchParams(q="mairie"), actor).items
         assert none == []
 
 

@@ -1,8 +1,8 @@
-"""Content type from the bytes, never from the name: a small signature table for what the GED keeps.
+"""Content type from the bytes, never from the name: a small signature table of what is kept.
 
-The GED accepts office documents, PDFs, images, plans, archives and text. It refuses programs
-(Windows, Linux, macOS executables, Java classes, scripts) and active web content (HTML, SVG,
-JavaScript), which a browser could run from the commune's own origin.
+Accepted: office documents, PDFs, images, plans, archives and text. Refused: programs (Windows,
+Linux, macOS executables, Java classes, scripts) and active web content (HTML, SVG, JavaScript),
+which a browser could run from the commune's own origin.
 
 The name only refines a type the bytes already established (an OLE2 container is a Word, Excel
 or PowerPoint file; text may be CSV), never the other way round.
@@ -21,7 +21,7 @@ HEAD_SIZE = 64 * 1024
 
 
 class Refused(Exception):
-    """The bytes are of a kind the GED does not keep; `code` is stable, `reason` is French."""
+    """The bytes are of a kind the platform does not keep; `code` is stable, `reason` is French."""
 
     def __init__(self, code: str, reason: str):
         super().__init__(reason)
@@ -144,7 +144,7 @@ def _is_text(head: bytes) -> str | None:
 
 
 def sniff(head: bytes, filename: str | None = None) -> Sniffed:
-    """Classify the first bytes of a file (up to HEAD_SIZE); raise Refused for what the GED refuses."""
+    """Classify the first bytes of a file (up to HEAD_SIZE); raise Refused for what is refused."""
     if not head:
         raise Refused("empty_file", _("Le fichier est vide (0 octet) : choisissez un fichier "
                                       "qui a un contenu."))

@@ -4,6 +4,8 @@ Everything is bounded: ZIP members are read through a counting reader (a zip bom
 limit, it never expands in memory), XML goes through defusedxml (no entities, no DTD), PDFs are
 read page by page up to a page and character budget. A file that cannot be read yields an
 ExtractionFailed with a French reason the version records; the document itself stays.
+
+New versions enqueue the job kind EXTRACT_KIND, declared in ged/tasks.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import BinaryIO
 from defusedxml import ElementTree as SafeET
 from flask_babel import gettext as _
 
-from saas.ged import sniff
+from saas.files import sniff
+from saas.ged.models import DocumentVersion, ExtractionState
+from saas.jobs import enqueue
 
 log = logging.getLogger("saas.ged.extract")
 
@@ -28,6 +32,7 @@ MAX_PDF_PAGES = 2000
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
 MAX_ZIP_TOTAL = 512 * 1024 * 1024
 MAX_ZIP_RATIO = 200
+EXTRACT_KIND = "ged.extract_text"
 
 
 class ExtractionFailed(Exception):
@@ -217,3 +222,10 @@ def extract_text(fileobj: BinaryIO, content_type: str) -> str:
         return ""
     # NUL bytes cannot be stored in PostgreSQL text columns.
     return text.replace("\x00", " ")
+
+
+def enqueue_extraction(version: DocumentVersion) -> None:
+    """Enqueue a pending version's text extraction in the open transaction (idempotent)."""
+    if version.extraction_state == ExtractionState.PENDING:
+        enqueue(EXTRACT_KIND, key=f"extract:{version.id}", version_id=str(version.id))
+

@@ -1,5 +1,5 @@
-"""Streams for the GED: a pull-style multipart reader, a byte budget, a seekable view of an
-object.
+"""Streams of the byte pipeline: a pull-style multipart reader, a byte budget, a bounded piece,
+a seekable view of an object.
 
 `StreamingForm` reads a multipart/form-data body straight from the WSGI input: small fields are
 kept (bounded), the one file part is handed out as a file-like object the object store pulls
@@ -10,14 +10,11 @@ file and never whole in memory.
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable
 from typing import BinaryIO
 
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
-
-log = logging.getLogger("saas.ged")
 
 READ_SIZE = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
@@ -282,6 +279,26 @@ class HeadThenStream:
         self.count += len(data)
         if self._limit is not None and self.count > self._limit:
             raise self._on_limit(self.count) if self._on_limit else ValueError("limit")
+        return data
+
+
+class Piece:
+    """At most `size` bytes of a stream, after `head` (bytes already read from it)."""
+
+    def __init__(self, stream, size: int, head: bytes = b""):
+        self._stream = stream
+        self._left = size
+        self._head = head
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        if self._head:
+            data, self._head = self._head[:want], self._head[want:]
+        else:
+            data = self._stream.read(want)
+        self._left -= len(data)
         return data
 
 

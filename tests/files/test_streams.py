@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from saas.ged.streams import FormError, HeadThenStream, StreamingForm, read_head
+from saas.files.streams import FormError, HeadThenStream, StreamingForm, read_head
 
 
 @pytest.mark.parametrize("size", [1, 65_535, 65_536, 70_000, 1024 * 1024 + 3, 3_000_000])

@@ -1,0 +1,96 @@
+"""Who sees which document of their commune, and the accessors that apply it (a 404 otherwise)."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+from sqlalchemy.orm import selectinload
+
+from saas.auth.actor import Actor
+from saas.extensions import db
+from saas.ged.models import Confidentiality, Document, DocumentAccess, DocumentVersion
+from saas.tenancy.scoping import prescoped
+
+
+def visible_clause(actor: Actor):
+    """SQL condition: the documents `actor` may see in their own commune (trash excluded)."""
+    if actor.role == "system":
+        return sa.true()
+    listed = sa.exists().where(DocumentAccess.document_id == Document.id,
+                               DocumentAccess.user_id == actor.user_id)
+    if actor.role in ("admin", "agent"):
+        return sa.or_(Document.confidentiality == Confidentiality.ALL_AGENTS,
+                      Document.created_by == actor.user_id, listed)
+    # Élus see the documents they are named on.
+    return sa.or_(listed, sa.and_(Document.created_by == actor.user_id,
+                                  Document.created_by.is_not(None)))
+
+
+def can_see(document: Document, actor: Actor) -> bool:
+    """Whether `actor` may see `document` of their own commune."""
+    if actor.role == "system":
+        return True
+    if actor.role in ("admin", "agent") and document.confidentiality == Confidentiality.ALL_AGENTS:
+        return True
+    if document.created_by is not None and document.created_by == actor.user_id:
+        return True
+    return db.session.execute(
+        sa.select(DocumentAccess.id).where(DocumentAccess.document_id == document.id,
+                                           DocumentAccess.user_id == actor.user_id)
+    ).first() is not None
+
+
+def get_document(document_id, actor: Actor, *, include_trash: bool = False) -> Document | None:
+    """The current commune's document if `actor` may see it (None otherwise: a 404)."""
+    try:
+        document_id = uuid.UUID(str(document_id))
+    except ValueError:
+        return None
+    stmt = sa.select(Document).where(Document.id == document_id).options(
+        selectinload(Document.versions))
+    if not include_trash:
+        stmt = stmt.where(Document.deleted_at.is_(None))
+    document = db.session.execute(stmt).scalar_one_or_none()
+    if document is None or not can_see(document, actor):
+        return None
+    return document
+
+
+# What a download needs, in one query: the document (visible, not in the trash) and one of its
+# versions (the current one when `number` is NULL). Prescoped: downloads are a hot path.
+_DOCUMENT_AND_VERSION = prescoped(
+    sa.select(Document, DocumentVersion)
+    .outerjoin(DocumentVersion, sa.and_(
+        DocumentVersion.document_id == Document.id,
+        DocumentVersion.number == sa.func.coalesce(sa.bindparam("number", type_=sa.Integer),
+                                                   Document.current_version_number)))
+    .where(Document.id == sa.bindparam("document_id", type_=sa.Uuid),
+           Document.deleted_at.is_(None))
+)
+
+
+def get_document_version(document_id, number: int | None, actor: Actor
+                         ) -> tuple[Document | None, DocumentVersion | None]:
+    """A document `actor` may see and its version `number` (the current one when None).
+
+    (None, None) when the document is not visible (a 404), (document, None) when it has no
+    such version. One query, without loading the other versions.
+    """
+    try:
+        document_id = uuid.UUID(str(document_id))
+    except ValueError:
+        return None, None
+    if number is not None and not 0 < number < 2**31:
+        number = 0  # no such version (and no integer overflow in SQL)
+    row = db.session.execute(_DOCUMENT_AND_VERSION,
+                             {"document_id": document_id, "number": number}).first()
+    if row is None or not can_see(row[0], actor):
+        return None, None
+    return row[0], row[1]
+
+
+def require_writer(actor: Actor) -> None:
+    """403 unless `actor` may change the commune's documents."""
+    actor.require_writer(_("Votre rôle ne permet pas de modifier les documents."))
