@@ -28,7 +28,7 @@ from saas.jobs.scheduler import periodic  # noqa: F401
 
 
 def init_app(app) -> None:
-    """Wire the job system into `app`: runtime, console pages, metrics, GET /api/v1/jobs/<id>."""
+    """Wire the job system into `app`: runtime, console pages, GET /api/v1/jobs/<id>."""
     from saas.api import add_operations
     from saas.jobs import api_routes, setup
 

@@ -67,7 +67,7 @@ class JobsRuntime:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    from saas.jobs import console, metrics, models, views  # noqa: F401  (models: tables)
+    from saas.jobs import console, models, views  # noqa: F401  (models: tables)
     from saas.jobs.api import install_session_hooks
     from saas.jobs.registry import load_task_modules
 
@@ -75,7 +75,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     install_session_hooks()
     app.register_blueprint(console.bp)
     app.register_blueprint(views.bp)
-    metrics.init_app(app)
     runtime = JobsRuntime(app, settings)
     app.extensions["saas_jobs"] = runtime
     if settings.embedded and not app.testing:
