@@ -461,7 +461,7 @@ def request_password_reset(email: str) -> None:
     whatever the address (one job queued), so neither the page nor its timing tells.
     """
     from saas.auth.tasks import RESET_MAIL
-    from saas.jobs.api import enqueue
+    from saas.jobs import enqueue
 
     if g.get("host_kind") not in ("tenant", "console"):
         return

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from saas.extensions import db
-from saas.jobs.execution import WAIT_BUCKETS, _bucket_label
+from saas.jobs.execution import WAIT_BUCKETS, bucket_label
 from saas.jobs.models import JobState, JobWaitBucket, QueueEntry
 from saas.jobs.registry import QUEUES
 from saas.modelbase import utcnow
@@ -61,7 +61,7 @@ def job_metrics():
                                  labels=["queue"])
     for queue in sorted(set(queues) | set(stored)):
         values = stored.get(queue, {})
-        buckets = [(str(b), values.get(_bucket_label(b), 0.0)) for b in WAIT_BUCKETS]
+        buckets = [(str(b), values.get(bucket_label(b), 0.0)) for b in WAIT_BUCKETS]
         buckets.append(("+Inf", values.get("+Inf", 0.0)))
         wait.add_metric([queue], buckets, values.get("sum", 0.0))
     yield wait
