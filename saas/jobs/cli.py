@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from saas.jobs.registry import QUEUES, queue_names
+from saas.jobs.registry import KINDS, QUEUES, queue_names
 from saas.jobs.shutdown import StopSignal
 
 
@@ -33,10 +33,17 @@ def _cli_actor() -> str:
               help="un processus neuf par tâche (isolation mémoire ; plus lent)")
 @click.option("--max-jobs", type=click.IntRange(1), default=500, show_default=True,
               help="sans --fork : tâches après lesquelles un processus de travail est remplacé")
+@click.option("--list-kinds", is_flag=True,
+              help="afficher les types de tâches que ce processus sait exécuter, puis s'arrêter")
 @with_appcontext
 def worker_command(jobs: int, queues: tuple[str, ...], burst: bool, no_scheduler: bool,
-                   fork: bool, max_jobs: int) -> None:
+                   fork: bool, max_jobs: int, list_kinds: bool) -> None:
     """Run job workers until SIGTERM, finishing the jobs in hand."""
+    if list_kinds:
+        # A deployment check: a kind missing here fails with `unknown_kind` in this worker.
+        for kind in sorted(KINDS.values(), key=lambda k: k.name):
+            click.echo(f"{kind.name}\t{kind.queue}")
+        return
     app = current_app._get_current_object()
     settings = app.config["SAAS_SETTINGS"]
     names = list(queues) or queue_names()
