@@ -86,7 +86,7 @@ _current: ContextVar[JobRun | None] = ContextVar("saas_current_job", default=Non
 
 
 def current_job() -> JobRun | None:
-    """The running job's context (id, tenant, attempt…) or None outside a job."""
+    """Return the running job's context (id, tenant, attempt…), or None outside a job."""
     return _current.get()
 
 

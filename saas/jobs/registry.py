@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,10 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {}
+K = TypeVar("K", bound=JobKind)
 
 
-def register(kind: JobKind) -> JobKind:
+def register(kind: K) -> K:
     """Add a kind; declaring the same name twice for another function is a programming error."""
     if kind.queue not in QUEUES:
         raise ValueError(f"job kind {kind.name}: unknown queue {kind.queue!r} (see QueueNames)")
@@ -102,7 +104,7 @@ def get_kind(name: str) -> JobKind | None:
 
 
 def resolve_kind(kind: JobKind | str) -> JobKind:
-    """The kind itself, or the declared kind of that name (LookupError if there is none)."""
+    """Return `kind` itself, or the declared kind of that name (LookupError if there is none)."""
     if isinstance(kind, JobKind):
         return kind
     found = get_kind(kind)
