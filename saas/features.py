@@ -19,6 +19,7 @@ FEATURES: tuple[str, ...] = (
     "saas.ged",
     "saas.admin",
     "saas.web",
+    "saas.ops",
 )
 
 

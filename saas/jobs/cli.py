@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from saas.jobs.registry import QUEUES, load_task_modules, queue_names
+from saas.jobs.registry import KINDS, QUEUES, queue_names
 from saas.jobs.shutdown import StopSignal
 
 
@@ -33,13 +33,19 @@ def _cli_actor() -> str:
               help="un processus neuf par tâche (isolation mémoire ; plus lent)")
 @click.option("--max-jobs", type=click.IntRange(1), default=500, show_default=True,
               help="sans --fork : tâches après lesquelles un processus de travail est remplacé")
+@click.option("--list-kinds", is_flag=True,
+              help="afficher les types de tâches que ce processus sait exécuter, puis s'arrêter")
 @with_appcontext
 def worker_command(jobs: int, queues: tuple[str, ...], burst: bool, no_scheduler: bool,
-                   fork: bool, max_jobs: int) -> None:
+                   fork: bool, max_jobs: int, list_kinds: bool) -> None:
     """Run job workers until SIGTERM, finishing the jobs in hand."""
+    if list_kinds:
+        # A deployment check: a kind missing here fails with `unknown_kind` in this worker.
+        for kind in sorted(KINDS.values(), key=lambda k: k.name):
+            click.echo(f"{kind.name}\t{kind.queue}")
+        return
     app = current_app._get_current_object()
     settings = app.config["SAAS_SETTINGS"]
-    load_task_modules()
     names = list(queues) or queue_names()
     if settings.embedded:
         sys.exit(_embedded_worker(app, jobs, names, burst, not no_scheduler))
@@ -73,7 +79,6 @@ def scheduler_command() -> None:
     """Run only the scheduler (periodic jobs, dispatch, reconciliation) until SIGTERM."""
     from saas.jobs.scheduler import run_scheduler
 
-    load_task_modules()
     app = current_app._get_current_object()
     run_scheduler(app, StopSignal().install())
 
@@ -139,7 +144,7 @@ def list_command(states, queue, slug, limit, as_json) -> None:
 def show_command(job_id: str) -> None:
     """Show one job, payload included (JSON)."""
     from saas.jobs import services
-    from saas.jobs.api import get_job_any_tenant
+    from saas.jobs.records import get_job_any_tenant
 
     view = get_job_any_tenant(job_id)
     if view is None:
@@ -188,7 +193,6 @@ def reconcile_command() -> None:
     """Run one reconciliation pass now (lost workers, Redis flushed) and print what it did."""
     from saas.jobs.dispatcher import reconcile
 
-    load_task_modules()
     report = reconcile()
     click.echo(json.dumps(report.as_dict()))
 

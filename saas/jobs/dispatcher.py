@@ -37,11 +37,11 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.engine import Connection, Engine
 
+from saas.config import current_settings
 from saas.extensions import db
-from saas.jobs.execution import bookkeeping, side_transaction
+from saas.jobs.bookkeeping import bookkeeping, side_transaction
 from saas.jobs.models import ErrorCode, JobState, QueueEntry, payload_model
 from saas.jobs.registry import QUEUES, get_kind, queue_names
-from saas.jobs.tuning import tuning
 from saas.modelbase import utcnow
 from saas.tenancy.models import Tenant
 
@@ -328,7 +328,7 @@ def redispatch_lost(engine: Engine, redis, report: ReconcileReport, limit: int =
     from rq.serializers import JSONSerializer
 
     now = utcnow()
-    grace = timedelta(seconds=tuning().dispatch_grace)
+    grace = timedelta(seconds=current_settings().jobs.dispatch_grace_seconds)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(Q.c.id, Q.c.queue, Q.c.dispatch_token)

@@ -30,8 +30,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from saas.jobs.api import LeaseLost, PermanentError
-from saas.jobs.execution import JobRun, current_run, side_transaction
+from saas.jobs.bookkeeping import side_transaction
+from saas.jobs.errors import LeaseLost, PermanentError
+from saas.jobs.execution import JobRun, current_job
 from saas.jobs.models import ErrorCode, JobState, QueueEntry, payload_model
 from saas.modelbase import utcnow
 
@@ -67,14 +68,8 @@ def _save(run: JobRun, name: str, record: dict) -> None:
         conn.execute(sa.update(table).where(table.c.id == run.id).values(effects=effects))
 
 
-def effect_state(name: str) -> dict | None:
-    """The recorded state of effect `name` of the running job (None if never attempted)."""
-    run = _require_run()
-    return _records(run).get(name)
-
-
 def _require_run() -> JobRun:
-    run = current_run()
+    run = current_job()
     if run is None:
         raise RuntimeError("once() records side effects of a running job; call it inside one")
     return run

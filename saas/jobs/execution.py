@@ -25,21 +25,21 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.engine import Connection, Engine
 
+from saas.config import current_settings
 from saas.extensions import db
-from saas.jobs.api import JobCancelled, JobError, LeaseLost
+from saas.jobs.bookkeeping import bookkeeping, side_transaction
+from saas.jobs.dispatcher import next_due_job
+from saas.jobs.errors import JobCancelled, JobError, LeaseLost
 from saas.jobs.models import ErrorCode, JobState, QueueEntry, payload_model
 from saas.jobs.registry import QUEUES, JobKind, get_kind
-from saas.jobs.tuning import tuning
 from saas.modelbase import utcnow
 from saas.tenancy.context import tenant_context
 
@@ -48,43 +48,6 @@ log = logging.getLogger("saas.jobs")
 Q = QueueEntry.__table__
 WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 _MAX_ERROR = 4000
-
-_SET_RLS = sa.text(
-    "SELECT set_config('app.current_tenant', :tenant, true), set_config('app.current_user', '', true)"
-)
-
-
-@contextmanager
-def side_transaction(engine: Engine, tenant_id: uuid.UUID | None, *,
-                     durable: bool = True) -> Iterator[Connection]:
-    """A short transaction of its own, as `tenant_id` for row-level security.
-
-    `durable=False` does not wait for the commit to reach the disk (see bookkeeping()).
-    """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(_SET_RLS, {"tenant": str(tenant_id) if tenant_id else ""})
-            if not durable:
-                conn.execute(_ASYNC_COMMIT)
-        yield conn
-
-
-# Claims, dispatch marks, heartbeats and progress are bookkeeping whose loss in a database crash
-# is harmless: every later step is guarded on the state it expects (a lost claim makes the
-# worker's outcome and its exactly-once records refuse to apply, and the job runs again).
-# Not waiting for their WAL flush saves several disk syncs per job. Outcomes, effect records
-# and enqueues stay fully durable.
-_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
-
-
-@contextmanager
-def bookkeeping(engine: Engine) -> Iterator[Connection]:
-    """A transaction for job bookkeeping: committed without waiting for the disk."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(_ASYNC_COMMIT)
-        yield conn
-
 
 def new_worker_id(label: str = "") -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{label or uuid.uuid4().hex[:8]}"[:120]
@@ -118,15 +81,12 @@ class JobRun:
     lost: threading.Event = field(default_factory=threading.Event)
     last_progress: tuple[int, str | None] | None = None
 
-    @property
-    def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
-
 
 _current: ContextVar[JobRun | None] = ContextVar("saas_current_job", default=None)
 
 
-def current_run() -> JobRun | None:
+def current_job() -> JobRun | None:
+    """Return the running job's context (id, tenant, attempt…), or None outside a job."""
     return _current.get()
 
 
@@ -137,7 +97,7 @@ def claim(engine: Engine, job_id: uuid.UUID, worker_id: str, *, token: str | Non
           include_dispatched: bool = False) -> Claim | None:
     """Atomically take a queued job; None if someone else has it or the message is stale."""
     now = utcnow()
-    lease = tuning().lease
+    lease = current_settings().jobs.lease_seconds
     where = [Q.c.id == job_id, Q.c.state == JobState.QUEUED.value, Q.c.next_try <= now]
     if token is not None:
         where.append(Q.c.dispatch_token == token)
@@ -161,7 +121,7 @@ def claim(engine: Engine, job_id: uuid.UUID, worker_id: str, *, token: str | Non
                  worker_id, waited)
 
 
-def _bucket_label(bound: float) -> str:
+def bucket_label(bound: float) -> str:
     return repr(bound)
 
 
@@ -170,13 +130,13 @@ def _observe_wait(conn: Connection, queue: str, seconds: float) -> None:
     from saas.jobs.models import JobWaitBucket
 
     table = JobWaitBucket.__table__
-    labels = [_bucket_label(b) for b in WAIT_BUCKETS if seconds <= b] + ["+Inf", "sum"]
+    labels = [bucket_label(b) for b in WAIT_BUCKETS if seconds <= b] + ["+Inf", "sum"]
     # One statement: rows are locked in index order, so concurrent claims cannot deadlock.
     add = (sa.update(table).where(table.c.queue == queue, table.c.bucket.in_(labels))
            .values(value=table.c.value + sa.case((table.c.bucket == "sum", seconds), else_=1.0)))
     if conn.execute(add).rowcount == 0:  # first observation on this queue
         rows = [{"queue": queue, "bucket": b, "value": 0.0}
-                for b in [_bucket_label(b) for b in WAIT_BUCKETS] + ["+Inf", "sum"]]
+                for b in [bucket_label(b) for b in WAIT_BUCKETS] + ["+Inf", "sum"]]
         conn.execute(_insert_ignore(conn, table, rows))
         conn.execute(add)
 
@@ -247,9 +207,13 @@ class Heartbeat(threading.Thread):
 # -- progress ----------------------------------------------------------------------------------
 
 
-def report_progress(percent: int | float, message: str | None = None) -> None:
-    """See saas.jobs.progress()."""
-    run = current_run()
+def progress(percent: int | float, message: str | None = None) -> None:
+    """Report how far the running job is (0–100) with an optional French message.
+
+    Written at once, outside the job's own transaction, so pages see it while the job runs.
+    Raises JobCancelled if an administrator cancelled the job meanwhile.
+    """
+    run = current_job()
     if run is None:
         raise RuntimeError("progress() is only meaningful inside a running job")
     if run.cancelled.is_set():
@@ -311,12 +275,12 @@ def execute(app: Flask, claimed: Claim) -> str:
     """Run a claimed job to its outcome; returns the state it was left in."""
     with app.app_context():
         engine = db.engine
-        t = tuning()
+        lease = current_settings().jobs.lease_seconds
     run = JobRun(id=claimed.id, tenant_id=claimed.tenant_id, kind=claimed.kind,
                  queue=claimed.queue, attempt=claimed.attempt, max_attempts=claimed.max_attempts,
                  worker_id=claimed.worker_id, engine=engine)
     kind = get_kind(run.kind)
-    heartbeat = Heartbeat(run, t.heartbeat, t.lease, timeout=kind.timeout if kind else None)
+    heartbeat = Heartbeat(run, max(0.2, lease / 4), lease, timeout=kind.timeout if kind else None)
     heartbeat.start()
     token = _current.set(run)
     try:
@@ -452,11 +416,24 @@ def run_claimed(app: Flask, job_id: uuid.UUID | str, *, token: str | None = None
     return execute(app, claimed)
 
 
+def run_pending(max_jobs: int | None = None, *, queues: list[str] | None = None) -> int:
+    """Run due jobs in this thread until none is left (or `max_jobs`); return how many ran.
+
+    The embedded runner's unit of work, also handy in tests. Works in the Redis mode too: a
+    job run here leaves a stale message in Redis that workers will ignore.
+    """
+    app = current_app._get_current_object()
+    count = 0
+    while max_jobs is None or count < max_jobs:
+        if not run_next(app, queues=queues, include_dispatched=True):
+            break
+        count += 1
+    return count
+
+
 def run_next(app: Flask, *, queues: list[str] | None = None, include_dispatched: bool = False,
              worker_label: str = "") -> bool:
     """Claim the next due job, fairly between tenants, and run it; False if none was due."""
-    from saas.jobs.dispatcher import next_due_job
-
     worker_id = new_worker_id(worker_label)
     with app.app_context():
         engine = db.engine

@@ -44,7 +44,6 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD})
-ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
 class ErrorCode(enum.StrEnum):

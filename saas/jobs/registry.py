@@ -2,18 +2,17 @@
 
 Queues are a closed list (GOV.UK Notify's `QueueNames`): the deployment starts workers for
 exactly these (tests/jobs/test_registry.py compares them with the Ansible worker units).
-Job kinds are declared by feature code with `saas.jobs.job_kind`; every `saas.<feature>.tasks`
-module is imported at start-up so the web process and the workers know the same kinds.
+Job kinds are declared by feature code with `saas.jobs.job_kind` in its `tasks` module, which
+the feature's `init_app` imports (saas/features.py); the web process and the workers build the
+same application, so they know the same kinds.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import os
-import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -77,25 +76,16 @@ class JobKind:
         """Call the function directly, as plain Python (tests, benchmarks)."""
         return self.func(*args, **kwargs)
 
-    def enqueue(self, *, key: str | None = None, delay: float = 0, **args):
-        """Enqueue a job of this kind in the open transaction (see saas.jobs.api.enqueue)."""
-        from saas.jobs.api import enqueue
-
-        return enqueue(self, key=key, delay=delay, **args)
-
     def backoff_for(self, attempt: int) -> float:
         """Seconds to wait after the failed `attempt` (1-based) before the next one."""
         return min(self.max_backoff, self.backoff * (2 ** max(0, attempt - 1)))
 
 
 KINDS: dict[str, JobKind] = {}
-
-# Modules imported everywhere jobs run, besides the autodiscovered `saas.<feature>.tasks`.
-BUILTIN_MODULES = ("saas.jobs.builtin",)
-EXTRA_MODULES_ENV = "SAAS_EXTRA_JOB_MODULES"
+K = TypeVar("K", bound=JobKind)
 
 
-def register(kind: JobKind) -> JobKind:
+def register(kind: K) -> K:
     """Add a kind; declaring the same name twice for another function is a programming error."""
     if kind.queue not in QUEUES:
         raise ValueError(f"job kind {kind.name}: unknown queue {kind.queue!r} (see QueueNames)")
@@ -113,16 +103,17 @@ def get_kind(name: str) -> JobKind | None:
     return KINDS.get(name)
 
 
-def load_task_modules(extra: str | None = None) -> list[str]:
-    """Import the built-in kinds, every `saas.<feature>.tasks` and the extra modules listed."""
-    import saas
+def resolve_kind(kind: JobKind | str) -> JobKind:
+    """Return `kind` itself, or the declared kind of that name (LookupError if there is none)."""
+    if isinstance(kind, JobKind):
+        return kind
+    found = get_kind(kind)
+    if found is None:
+        raise LookupError(f"unknown job kind {kind!r}")
+    return found
 
-    names = list(BUILTIN_MODULES)
-    for info in pkgutil.iter_modules(saas.__path__):
-        if info.ispkg and importlib.util.find_spec(f"saas.{info.name}.tasks") is not None:
-            names.append(f"saas.{info.name}.tasks")
-    raw = extra if extra is not None else os.environ.get(EXTRA_MODULES_ENV, "")
-    names += [name.strip() for name in raw.split(",") if name.strip()]
+
+def import_extra_modules(names: Iterable[str]) -> None:
+    """Import modules declaring kinds outside the features (settings.jobs.extra_modules)."""
     for name in names:
         importlib.import_module(name)
-    return names

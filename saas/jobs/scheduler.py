@@ -30,10 +30,12 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.engine import Connection, Engine
 
+from saas.config import current_settings
 from saas.extensions import db
+from saas.jobs.dispatcher import dispatch, reconcile
+from saas.jobs.queueing import enqueue
 from saas.jobs.registry import get_kind
 from saas.jobs.shutdown import StopSignal
-from saas.jobs.tuning import tuning
 from saas.modelbase import utcnow
 from saas.tenancy.context import tenant_context
 
@@ -97,16 +99,14 @@ class Scheduler:
 
     def tick(self, now: datetime | None = None) -> None:
         """Do whatever is due; call within an application context."""
-        from saas.jobs.dispatcher import dispatch, reconcile
-
         now = now or utcnow()
-        t = tuning()
-        if self.last_reconcile is None or (now - self.last_reconcile).total_seconds() >= t.reconcile:
+        jobs = current_settings().jobs
+        if self.last_reconcile is None or (now - self.last_reconcile).total_seconds() >= jobs.reconcile_seconds:
             self.last_reconcile = self.last_dispatch = now
             report = reconcile(embedded=self.embedded)
             if report.expired or report.redispatched:
                 log.warning("reconciler: %s", report.as_dict())
-        elif not self.embedded and (now - self.last_dispatch).total_seconds() >= t.dispatch:
+        elif not self.embedded and (now - self.last_dispatch).total_seconds() >= jobs.dispatch_seconds:
             self.last_dispatch = now
             dispatch()
         if self.periodic:
@@ -123,7 +123,6 @@ class Scheduler:
 
     def fire(self, task: PeriodicTask, slot: str) -> int:
         """Enqueue one occurrence (once per tenant if per_tenant); returns the jobs touched."""
-        from saas.jobs.api import enqueue
         from saas.tenancy.models import Tenant, TenantStatus
 
         kind = get_kind(task.kind)
@@ -203,9 +202,9 @@ def run_scheduler(app: Flask, stop: StopSignal | threading.Event, *, periodic: b
     try:
         while not stop.is_set():
             with app.app_context():
-                t = tuning()
+                jobs = current_settings().jobs
                 if not leader.acquire():
-                    stop.wait(min(2.0, t.reconcile))
+                    stop.wait(min(2.0, jobs.reconcile_seconds))
                     continue
                 try:
                     scheduler.tick()
@@ -213,6 +212,6 @@ def run_scheduler(app: Flask, stop: StopSignal | threading.Event, *, periodic: b
                     log.exception("scheduler tick failed")
                 finally:
                     db.session.remove()
-            stop.wait(t.tick)
+            stop.wait(jobs.tick_seconds)
     finally:
         leader.release()

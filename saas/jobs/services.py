@@ -11,8 +11,9 @@ from flask_babel import gettext as _
 
 from saas.audit.services import record
 from saas.extensions import db
-from saas.jobs.api import JobView, get_job_any_tenant, make_view
 from saas.jobs.models import ErrorCode, JobState, QueueEntry, payload_model
+from saas.jobs.queueing import note_pending
+from saas.jobs.records import JobView, get_job_any_tenant, make_view
 from saas.jobs.registry import QUEUES
 from saas.modelbase import utcnow
 from saas.tenancy.context import tenant_context
@@ -155,9 +156,7 @@ def retry_job(job_id: uuid.UUID | str, *, actor=None) -> JobView:
         db.session.execute(sa.update(table).where(table.c.id == view.id)
                            .values(error=None, error_code=None, progress_message=None))
     _audit("job.retry", view, actor, {"error_code": view.error_code})
-    from saas.jobs.api import _note_pending
-
-    _note_pending(view.queue)
+    note_pending(view.queue)
     db.session.commit()
     return get_job_any_tenant(view.id)
 

@@ -31,7 +31,6 @@ from flask import Flask, current_app, has_app_context
 
 from saas.extensions import db
 from saas.jobs.execution import run_claimed, run_next
-from saas.jobs.tuning import tuning
 
 log = logging.getLogger("saas.jobs")
 
@@ -135,7 +134,7 @@ def _worker_process(queues: list[str], burst: bool, slot: int, fork: bool, max_j
                           serializer=JSONSerializer,
                           name=f"mutualis-{os.uname().nodename[:40]}-{os.getpid()}-{slot}")
     strategy = DequeueStrategy.ROUND_ROBIN if len(queues) > 1 else DequeueStrategy.DEFAULT
-    worker.work(burst=burst, logging_level=os.environ.get("SAAS_WORKER_LOG_LEVEL", "WARNING"),
+    worker.work(burst=burst, logging_level=settings.jobs.worker_log_level,
                 dequeue_strategy=strategy, max_jobs=max_jobs)
     if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
         sys.exit(0)  # drained, or asked to stop
@@ -311,6 +310,7 @@ class EmbeddedRunner:
             if app is None or not self.instance_path.exists():
                 return  # the application is gone (tests) or its instance was removed
             worked = False
+            tick = min(1.0, max(0.1, app.config["SAAS_SETTINGS"].jobs.tick_seconds))
             try:
                 if index == 0 and self.with_scheduler:
                     if scheduler is None:
@@ -325,9 +325,5 @@ class EmbeddedRunner:
                 time.sleep(1.0)
             del app
             if not worked:
-                self._wake.wait(timeout=tuning_tick())
+                self._wake.wait(timeout=tick)
                 self._wake.clear()
-
-
-def tuning_tick() -> float:
-    return min(1.0, max(0.1, tuning().tick))

@@ -170,15 +170,23 @@ def _hostname() -> str:
     return request.host.rsplit(":", 1)[0].lower() if request.host else ""
 
 
+def named_host_kind(hostname: str, base_domain: str) -> str | None:
+    """Return the portal's or the console's kind for their host names, else None (no query)."""
+    if hostname == base_domain:
+        return HostKind.PORTAL
+    if hostname == f"{CONSOLE_LABEL}.{base_domain}":
+        return HostKind.CONSOLE
+    return None
+
+
 def resolve_host(hostname: str, base_domain: str) -> tuple[str, Tenant | None]:
     """Return (host kind, tenant) for a host name, or (None, None) when it is unknown."""
-    if hostname == base_domain:
-        return HostKind.PORTAL, None
+    named = named_host_kind(hostname, base_domain)
+    if named is not None:
+        return named, None
     suffix = "." + base_domain
     if hostname.endswith(suffix):
         label = hostname[: -len(suffix)]
-        if label == CONSOLE_LABEL:
-            return HostKind.CONSOLE, None
         if "." in label or label in RESERVED_SLUGS:
             return None, None
         tenant = db.session.execute(db.select(Tenant).where(Tenant.slug == label)).scalar_one_or_none()
@@ -211,6 +219,8 @@ def _resolve_request() -> None:
     g.tenant = None
     g.host_kind = None
     if request.endpoint in _HOST_FREE_ENDPOINTS:
+        # Answered even with the database down: only the portal and the console are told apart.
+        g.host_kind = named_host_kind(_hostname(), g.settings.base_domain)
         return
     kind, tenant = _resolve_cached(_hostname(), g.settings.base_domain)
     if kind is None:

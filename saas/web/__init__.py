@@ -1,4 +1,4 @@
-"""Pages common to every host: the portal, a commune's home, health probes."""
+"""Pages common to every host: the portal, a commune's home."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from saas.web import health, template_globals, views
+    from saas.web import template_globals, views
 
-    app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
     template_globals.init_app(app)

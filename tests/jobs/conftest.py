@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -61,7 +62,7 @@ def box(tmp_path) -> Path:
 @pytest.fixture
 def fresh_job(app) -> Callable:
     """fresh_job(id) -> the job as the database has it now (any commune)."""
-    from saas.jobs.api import get_job_any_tenant
+    from saas.jobs.records import get_job_any_tenant
 
     def read(job_id):
         db.session.rollback()
@@ -171,11 +172,18 @@ def workers(app, worker_env, tmp_path):
         print(f"--- {group.log_path.name} (last lines) ---\n{group.log()[-4000:]}")
 
 
+def set_jobs_settings(app, monkeypatch, **changes) -> None:
+    """Give `app` other Settings.jobs values for this test."""
+    settings = app.config["SAAS_SETTINGS"]
+    jobs = dataclasses.replace(settings.jobs, **changes)
+    monkeypatch.setitem(app.config, "SAAS_SETTINGS", dataclasses.replace(settings, jobs=jobs))
+
+
 @pytest.fixture
 def fast_jobs(app, monkeypatch):
     """The in-process app with the workers' short timings."""
-    for key, value in FAST_TIMINGS.items():
-        monkeypatch.setitem(app.config, key, value)
+    set_jobs_settings(app, monkeypatch, **{
+        key.removeprefix("JOBS_").lower(): float(value) for key, value in FAST_TIMINGS.items()})
     return app
 
 

@@ -17,8 +17,15 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from saas.extensions import db
-from saas.jobs import PermanentError, QueueNames, TransientError, job_kind, once, progress
-from saas.jobs.api import current_job
+from saas.jobs import (
+    PermanentError,
+    QueueNames,
+    TransientError,
+    current_job,
+    job_kind,
+    once,
+    progress,
+)
 from saas.tenancy.context import current_tenant_id
 
 FAST = {"backoff": 0.2, "max_backoff": 1.0, "max_attempts": 3, "timeout": 60}

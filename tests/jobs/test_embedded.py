@@ -8,9 +8,9 @@ from flask.cli import ScriptInfo
 
 from saas.extensions import db
 from saas.jobs import enqueue, get_job, run_pending
-from saas.jobs.api import get_job_any_tenant
+from saas.jobs.records import get_job_any_tenant
 from saas.tenancy.context import tenant_context
-from tests.jobs.conftest import wait_for
+from tests.jobs.conftest import set_jobs_settings, wait_for
 
 
 @pytest.fixture
@@ -43,8 +43,8 @@ def test_a_background_thread_runs_jobs_after_commit(sqlite_app, commune):
     runtime.runner.stop()
 
 
-def test_retries_dead_letters_and_idempotency_work_on_sqlite(sqlite_app, commune, box):
-    sqlite_app.config["JOBS_EMBEDDED_RUNNER"] = "off"  # this test drives the runs itself
+def test_retries_dead_letters_and_idempotency_work_on_sqlite(sqlite_app, commune, box, monkeypatch):
+    set_jobs_settings(sqlite_app, monkeypatch, embedded_runner="off")  # this test drives the runs
     with tenant_context(commune):
         first = enqueue("test.broken", key="k", box=str(box))
         again = enqueue("test.broken", key="k", box=str(box))
@@ -61,10 +61,10 @@ def test_retries_dead_letters_and_idempotency_work_on_sqlite(sqlite_app, commune
         assert get_job(first.id).error == "RuntimeError: bug"
 
 
-def test_saas_worker_burst_in_embedded_mode(sqlite_app, commune):
+def test_saas_worker_burst_in_embedded_mode(sqlite_app, commune, monkeypatch):
     from saas.cli import main
 
-    sqlite_app.config["JOBS_EMBEDDED_RUNNER"] = "off"
+    set_jobs_settings(sqlite_app, monkeypatch, embedded_runner="off")
     with tenant_context(commune):
         job = enqueue("test.echo", value="cli")
         db.session.commit()

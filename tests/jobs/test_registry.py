@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from saas.jobs.registry import KINDS, QUEUES, QueueNames, load_task_modules, queue_names
+from saas.jobs.registry import KINDS, QUEUES, QueueNames, queue_names
 
 ROLE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "mutualis"
 
@@ -35,8 +35,7 @@ def test_queue_names_constants_match_the_registry():
     assert constants == set(QUEUES)
 
 
-def test_every_declared_kind_uses_a_registered_queue():
-    load_task_modules(extra="tests.jobs.sample_tasks")
+def test_every_declared_kind_uses_a_registered_queue(app):
     assert "jobs.purge" in KINDS
     assert all(kind.queue in QUEUES for kind in KINDS.values())
 

@@ -77,7 +77,7 @@ def _probe_job_kind():
 
 def _job(env: SweepEnv, tenant: Tenant, user) -> dict[str, str]:
     """A background job of `tenant`, enqueued by `user`."""
-    from saas.jobs.api import enqueue
+    from saas.jobs import enqueue
 
     with tenant_context(tenant, user):
         job_id = str(enqueue(_probe_job_kind()).id)

@@ -1,4 +1,4 @@
-"""Wiring the job system into the application (called by create_app before the blueprints)."""
+"""What "a job was enqueued" means in this process, installed on the application by init_app."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import threading
 from flask import Flask
 
 from saas.config import Settings
+from saas.jobs.dispatcher import dispatch, redis_connection, rq_queue
+from saas.jobs.queueing import install_session_hooks
+from saas.jobs.registry import QUEUES
+from saas.jobs.worker import EmbeddedRunner
 
 log = logging.getLogger("saas.jobs")
 
@@ -33,17 +37,12 @@ class JobsRuntime:
             if runner is not None:
                 runner.wake()
             return
-        from saas.jobs.dispatcher import dispatch
-
         dispatch(queues)
 
     def kick_after_claim(self, queue: str) -> None:
         """A worker took a message: refill Redis once half of the queue's prefetch is gone."""
         if self.embedded:
             return
-        from saas.jobs.dispatcher import dispatch, redis_connection, rq_queue
-        from saas.jobs.registry import QUEUES
-
         spec = QUEUES.get(queue)
         if spec is None:
             return
@@ -54,12 +53,10 @@ class JobsRuntime:
 
     def ensure_runner(self):
         """Start the in-process runner (embedded default) unless configured off."""
-        if not self.embedded or self.app.config.get("JOBS_EMBEDDED_RUNNER", "thread") == "off":
+        if not self.embedded or self.app.config["SAAS_SETTINGS"].jobs.embedded_runner == "off":
             return None
         with self._lock:
             if self._runner is None or not self._runner.running:
-                from saas.jobs.worker import EmbeddedRunner
-
                 # Under tests, periodic jobs would appear in the middle of unrelated tests.
                 self._runner = EmbeddedRunner(self.app, threads=1,
                                               periodic=not self.app.testing).start()
@@ -67,15 +64,8 @@ class JobsRuntime:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    from saas.jobs import console, metrics, models, views  # noqa: F401  (models: tables)
-    from saas.jobs.api import install_session_hooks
-    from saas.jobs.registry import load_task_modules
-
-    load_task_modules()
+    """Dispatch (or run) the jobs each commit enqueues, with `app`'s runtime."""
     install_session_hooks()
-    app.register_blueprint(console.bp)
-    app.register_blueprint(views.bp)
-    metrics.init_app(app)
     runtime = JobsRuntime(app, settings)
     app.extensions["saas_jobs"] = runtime
     if settings.embedded and not app.testing:

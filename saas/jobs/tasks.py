@@ -7,7 +7,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from saas.extensions import db
-from saas.jobs.api import job_kind
+from saas.jobs.kinds import job_kind
 from saas.jobs.models import JobData, JobState, PlatformJobData, QueueEntry
 from saas.jobs.registry import QueueNames
 from saas.jobs.scheduler import periodic
