@@ -14,7 +14,7 @@ LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 
 def _lint(cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(cwd)}
-    return subprocess.run([LINT_IMPORTS, "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+    return subprocess.run([LINT_IMPORTS, str(REPO / "pyproject.toml"), "--no-cache"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

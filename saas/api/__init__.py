@@ -8,12 +8,15 @@ authentication and role rules, request validation, rate limits and the OpenAPI d
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, Response, current_app
 
 from saas.api.registry import ApiRegistry, Operations
 
 PREFIX = "/api/v1"
 _SETS = "saas_api_operation_sets"
+_AUTHENTICATOR = "saas_api_authenticator"
 
 
 def add_operations(app: Flask, operations: Operations) -> None:
@@ -23,15 +26,24 @@ def add_operations(app: Flask, operations: Operations) -> None:
     app.extensions.setdefault(_SETS, []).append(operations)
 
 
+def set_authenticator(app: Flask, authenticate: Callable[[ApiRegistry], Response | None]) -> None:
+    """Name the before-request check that authenticates API callers (auth's init_app does)."""
+    app.extensions[_AUTHENTICATOR] = authenticate
+
+
 def init_app(app: Flask) -> None:
     """Build and register the API blueprint from every set offered (after the features)."""
-    from saas.api import auth, meta
+    from saas.api import meta
     from saas.extensions import csrf
 
+    authenticate = app.extensions.get(_AUTHENTICATOR)
+    if authenticate is None:
+        # Fail closed: an API without its authentication must not be served at all.
+        raise RuntimeError("no API authenticator: saas.auth must be among the features")
     blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
     registry = ApiRegistry(blueprint)
     registry.add(meta.operations, *app.extensions.pop(_SETS, []))
-    auth.install(blueprint, registry)
+    blueprint.before_request(lambda: authenticate(registry))
     app.register_blueprint(blueprint)
     csrf.exempt(blueprint)
     app.extensions["saas_api"] = registry

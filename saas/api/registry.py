@@ -10,7 +10,7 @@ declares an endpoint; once the feature hands its set to the API (`saas.api.add_o
 the registry adds the Flask route to the application's API blueprint, validates the JSON body
 against `request` (422 with the offending fields, see validation.py), applies the per-token
 rate limit and the role check, and records everything `GET /api/v1/openapi.json` publishes.
-Bearer authentication is done for the whole blueprint (saas/api/auth.py); `public=True` opts
+Bearer authentication is done for the whole blueprint (saas/auth/bearer.py); `public=True` opts
 an operation out of it, and `session=True` also accepts the web session cookie with the CSRF
 token in X-CSRFToken (the pages' own scripts, e.g. resumable uploads).
 """

@@ -42,14 +42,13 @@ _APP: Flask | None = None
 
 
 def _app() -> Flask:
-    global _APP
-    if _APP is None and has_app_context():  # called in-process (tests, tools)
+    if _APP is not None:
+        return _APP
+    if has_app_context():  # called in-process (tests, tools)
         return current_app._get_current_object()
-    if _APP is None:  # started by a plain `rq worker`: build it here
-        from saas import create_app
-
-        _APP = create_app()
-    return _APP
+    # The job core does not build the application (it sits below the factory): `saas worker`
+    # builds it once and hands it over before forking.
+    raise RuntimeError("jobs run under `saas worker`, not a plain `rq worker`")
 
 
 _engine_pid: int | None = None

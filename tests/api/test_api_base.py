@@ -276,8 +276,8 @@ def test_rename_and_revoke_are_audited_with_the_api_user(app, tenant_a, make_tok
 def extra_app(app_overrides):
     """A second app with test-only endpoints (the real blueprint is sealed once registered)."""
     from saas import create_app
-    from saas.api import auth as api_auth
     from saas.api.registry import ApiRegistry, Operations
+    from saas.auth import bearer
     from saas.extensions import csrf
 
     bp = Blueprint("apitest", __name__, url_prefix="/api/v1/test")
@@ -307,7 +307,7 @@ def extra_app(app_overrides):
         raise AppError(409, "already_sent", "Déjà transmis.")
 
     registry.add(operations)
-    api_auth.install(bp, registry)
+    bearer.install(bp, registry)
     extra = create_app(app_overrides)
     extra.register_blueprint(bp)
     csrf.exempt(bp)

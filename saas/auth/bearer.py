@@ -1,5 +1,8 @@
 """Bearer authentication for every API endpoint, on commune hosts only.
 
+The API layer knows nothing of people: `saas.auth.init_app` hands it `authenticate_request`,
+which the API blueprint runs before each request (saas/api/__init__.py).
+
 Operations declared with `session=True` also accept the web session cookie (a logged-in member
 of the commune) when no Authorization header is sent, with the page's CSRF token in X-CSRFToken.
 """
