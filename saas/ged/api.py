@@ -248,7 +248,11 @@ def list_documents():
 @operations.operation("GET", "/documents/<uuid:document_id>", summary="Un document", tags=("documents",),
                response=DOCUMENT)
 def get_document(document_id: uuid.UUID):
-    return document_json(_document(document_id))
+    # One query: the document and its current version, not the other versions.
+    document, current = access.get_document_version(document_id, None, current_actor())
+    if document is None:
+        raise not_found(_("Document introuvable."))
+    return document_json(document, [current] if current is not None else [])
 
 
 @operations.operation("PATCH", "/documents/<uuid:document_id>", summary="Modifier la description d'un document",

@@ -432,9 +432,24 @@ def _gunicorn(target: str, env: dict) -> tuple[subprocess.Popen, int]:
     raise RuntimeError(f"gunicorn {target} did not listen")
 
 
+# Prints the first non-200 answers, so that a failing arm says why.
+_WRK_SCRIPT = """
+local shown = 0
+response = function(status, headers, body)
+  if status ~= 200 and shown < 2 then
+    shown = shown + 1
+    io.write("answer " .. status .. ": " .. body:sub(1, 300) .. "\\n")
+  end
+end
+"""
+
+
 def _wrk(port: int, path: str, headers: dict[str, str]) -> float:
     """Requests per second wrk measured; fails on any non-2xx answer or socket error."""
-    args = [shutil.which("wrk") or "wrk", "-t2", f"-c{READ_CONNECTIONS}", f"-d{READ_SECONDS}s"]
+    script = Path(tempfile.gettempdir()) / "mutualis-bench-wrk.lua"
+    script.write_text(_WRK_SCRIPT)
+    args = [shutil.which("wrk") or "wrk", "-t2", f"-c{READ_CONNECTIONS}", f"-d{READ_SECONDS}s",
+            "-s", str(script)]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True,

@@ -42,7 +42,7 @@ def bare_app():
     @app.get("/api/v1/documents/<uuid:document_id>")
     def read(document_id):
         with cursor() as cur:
-            cur.execute("SELECT * FROM documents WHERE id = %s", (document_id,))
+            cur.execute("SELECT * FROM ged_documents WHERE id = %s", (document_id,))
             row = cur.fetchone()
             if row is None:
                 abort(404)
