@@ -43,6 +43,7 @@ SETTING_KEYS = (
     "JOBS_DISPATCH_GRACE_SECONDS",
     "JOBS_DISPATCH_SECONDS",
     "JOBS_TICK_SECONDS",
+    "JOBS_SCHEDULER_STOP_SECONDS",
     "JOBS_EMBEDDED_RUNNER",
     "WORKER_LOG_LEVEL",
     "EXTRA_JOB_MODULES",
@@ -78,6 +79,9 @@ class JobsSettings:
     dispatch_seconds: float = 1.0
     # Scheduler ticks: periodic tasks are checked this often.
     tick_seconds: float = 0.5
+    # After SIGTERM, how long `saas worker` waits for its scheduler process (which holds no job
+    # and whose work is idempotent) before killing it; workers always finish their job.
+    scheduler_stop_seconds: float = 10.0
     # Embedded default: "thread" runs jobs in the web process, "off" leaves them queued.
     embedded_runner: str = "thread"
     worker_log_level: str = "WARNING"
@@ -265,6 +269,8 @@ def _jobs_settings(get) -> JobsSettings:
                                        defaults.dispatch_grace_seconds),
         dispatch_seconds=_number(get, "JOBS_DISPATCH_SECONDS", defaults.dispatch_seconds),
         tick_seconds=_number(get, "JOBS_TICK_SECONDS", defaults.tick_seconds),
+        scheduler_stop_seconds=_number(get, "JOBS_SCHEDULER_STOP_SECONDS",
+                                       defaults.scheduler_stop_seconds),
         embedded_runner=runner,
         worker_log_level=(get("WORKER_LOG_LEVEL") or defaults.worker_log_level).upper(),
         extra_modules=tuple(

@@ -89,9 +89,12 @@ def periodic(name: str, kind: str, *, every: float | None = None, daily_at: str 
 class Scheduler:
     """One scheduler's state: when it last reconciled and dispatched, which slots it enqueued."""
 
-    def __init__(self, app: Flask, *, periodic: bool = True):
+    def __init__(self, app: Flask, *, periodic: bool = True,
+                 stop: StopSignal | threading.Event | None = None):
         self.app = app
         self.periodic = periodic
+        # Checked between enqueues: a first tick over many communes must not hold a shutdown.
+        self.stop = stop
         self.embedded = app.config["SAAS_SETTINGS"].embedded
         self.last_reconcile: datetime | None = None
         self.last_dispatch: datetime | None = None
@@ -111,6 +114,8 @@ class Scheduler:
             dispatch()
         if self.periodic:
             for task in list(PERIODIC.values()):
+                if self._stopping():
+                    return
                 slot = task.slot(now)
                 if self.seen.get(task.name) == slot:
                     continue
@@ -120,6 +125,9 @@ class Scheduler:
                 except Exception:
                     db.session.rollback()
                     log.exception("periodic task %s could not be enqueued", task.name)
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def fire(self, task: PeriodicTask, slot: str) -> int:
         """Enqueue one occurrence (once per tenant if per_tenant); returns the jobs touched."""
@@ -139,6 +147,8 @@ class Scheduler:
             sa.select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE).order_by(Tenant.slug)
         ).scalars().all()
         for tid in tenant_ids:
+            if self._stopping():
+                break  # the next scheduler enqueues the rest (the key makes it exactly once)
             with tenant_context(tid):
                 enqueue(kind, key=key, **task.args)
                 db.session.commit()
@@ -196,7 +206,7 @@ class LeaderLock:
 
 def run_scheduler(app: Flask, stop: StopSignal | threading.Event, *, periodic: bool = True) -> None:
     """Tick until `stop` is set, when (and only while) this process holds the leadership."""
-    scheduler = Scheduler(app, periodic=periodic)
+    scheduler = Scheduler(app, periodic=periodic, stop=stop)
     with app.app_context():
         leader = LeaderLock(db.engine)
     try:

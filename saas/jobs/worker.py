@@ -83,6 +83,23 @@ def _reset_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+def _exit_process(status: int) -> None:
+    """Leave a worker or scheduler process whose loop is done, whatever threads remain.
+
+    A normal exit of a forked process joins every non-daemon thread left behind (a library's
+    timer, a thread a job started and never ended): one of them can hold a process that has
+    finished its work, and with it `saas worker`'s shutdown, for ever. Everything this process
+    owed is written by now (jobs commit before RQ takes the next message), so flush the logs
+    and go.
+    """
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
+
+
 # RQ's pubsub thread (commands sent to a worker) blocks up to this long per read. RQ's own 60 s
 # could hold a warm shutdown for a minute: when the thread reads the reply to UNSUBSCRIBE before
 # it is told to stop, it waits for the next subscription until its read times out, while
@@ -136,9 +153,9 @@ def _worker_process(queues: list[str], burst: bool, slot: int, fork: bool, max_j
     worker.work(burst=burst, logging_level=settings.jobs.worker_log_level,
                 dequeue_strategy=strategy, max_jobs=max_jobs)
     if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
-        sys.exit(0)  # drained, or asked to stop
+        _exit_process(0)  # drained, or asked to stop
     # Its share of jobs done: replace it at once. Anything else (Redis gone…): restart later.
-    sys.exit(RECYCLE_EXIT if max_jobs is not None and _performed >= max_jobs else 1)
+    _exit_process(RECYCLE_EXIT if max_jobs is not None and _performed >= max_jobs else 1)
 
 
 def _scheduler_process(with_periodic: bool) -> None:
@@ -150,6 +167,11 @@ def _scheduler_process(with_periodic: bool) -> None:
     app = _app()
     _fresh_connections(app)
     run_scheduler(app, stop, periodic=with_periodic)
+    _exit_process(0)
+
+
+# How often a shutdown that waits for jobs says so in the log.
+STOP_REPORT_SECONDS = 10.0
 
 
 class Supervisor:
@@ -244,16 +266,45 @@ class Supervisor:
                 self._start_scheduler()
 
     def _shutdown(self) -> int:
+        """Ask every child to stop; wait for the jobs in hand, not for the scheduler.
+
+        A worker finishes its job first, however long it takes (systemd's stop timeout bounds
+        that in production). The scheduler holds no job: what it does is idempotent (keyed
+        enqueues, reconciliation) and its leadership is a lock that dies with its connection,
+        so one still busy `Settings.jobs.scheduler_stop_seconds` after SIGTERM (a statement
+        waiting on a lock, a slow database) is killed rather than allowed to hold the shutdown.
+        """
+        grace = self.app.config["SAAS_SETTINGS"].jobs.scheduler_stop_seconds
         log.info("stopping: waiting for the jobs in hand")
-        procs = list(self.workers.values()) + ([self.scheduler_proc] if self.scheduler_proc else [])
-        for proc in procs:
+        workers = list(self.workers.values())
+        scheduler = self.scheduler_proc
+        for proc in workers + ([scheduler] if scheduler else []):
             if proc.is_alive():
                 try:
                     os.kill(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for proc in procs:
-            proc.join()
+        started = time.monotonic()
+        next_report = started + STOP_REPORT_SECONDS
+        while True:
+            waiting = [p for p in workers if p.is_alive()]
+            if scheduler is not None and scheduler.is_alive():
+                if time.monotonic() - started < grace:
+                    waiting.append(scheduler)
+                else:
+                    log.warning("scheduler (pid %s) still busy %.0f s after SIGTERM: killed",
+                                scheduler.pid, grace)
+                    scheduler.kill()
+                    scheduler.join()
+            if not waiting:
+                break
+            if time.monotonic() >= next_report:
+                log.info("stopping: still waiting for %s",
+                         ", ".join(f"{p.name} (pid {p.pid})" for p in waiting))
+                next_report += STOP_REPORT_SECONDS
+            time.sleep(0.1)
+        for proc in workers + ([scheduler] if scheduler else []):
+            proc.join()  # reap
         return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +117,14 @@ def block(box: str, name: str = "job") -> dict:
     _wait_for(Path(box) / f"{name}.go")
     _append(box, f"{name}.finished", f"{os.getpid()} {run.attempt}")
     return {"attempt": run.attempt, "pid": os.getpid()}
+
+
+@job_kind("test.leave_thread", **FAST)
+def leave_thread(box: str) -> None:
+    """Leave a non-daemon thread behind (as a library's timer can), then wait for `thread.go`."""
+    threading.Thread(target=time.sleep, args=(3600,), name="left-behind", daemon=False).start()
+    _append(box, "thread.started", str(os.getpid()))
+    _wait_for(Path(box) / "thread.go")
 
 
 @job_kind("test.progress_loop", **FAST)

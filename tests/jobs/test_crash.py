@@ -134,6 +134,47 @@ def test_sigterm_finishes_the_job_in_hand_then_exits(app, tenant_a, box, workers
     assert done.state == "succeeded" and done.attempts == 1
 
 
+def test_sigterm_exits_even_when_a_job_left_a_thread_behind(app, tenant_a, box, workers, fresh_job):
+    """A finished worker process leaves at once: a non-daemon thread it still has (a library's
+    timer, a job's forgotten thread) would otherwise be joined at exit, for an hour here."""
+    group = workers(1)
+    job = _enqueue(tenant_a, "test.leave_thread", box=str(box))
+    wait_for(lambda: lines(box, "thread.started"), 60, "the job to start")
+    group.proc.send_signal(signal.SIGTERM)
+    (box / "thread.go").touch()
+    assert group.proc.wait(30) == 0, group.log()[-3000:]
+    assert fresh_job(job.id).state == "succeeded"
+
+
+def _waiting_on_locks(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+
+
+def test_sigterm_does_not_wait_for_a_scheduler_stuck_in_the_database(
+        app, pg_database, workers, worker_env):
+    """The scheduler holds no job: one blocked on a lock is killed after its stop grace."""
+    from saas.jobs.models import QueueEntry
+
+    worker_env["SAAS_JOBS_SCHEDULER_STOP_SECONDS"] = "2"
+    group = workers(1)
+    wait_for(lambda: "active scheduler" in group.log(), 60, "the scheduler to lead")
+    owner = sa.create_engine(pg_database.owner_url)
+    try:
+        with owner.connect() as conn:
+            conn.execute(sa.text(f"LOCK TABLE {QueueEntry.__tablename__} IN ACCESS EXCLUSIVE MODE"))
+            # The scheduler's next pass (every 0.5 s) now waits on the lock.
+            wait_for(lambda: _waiting_on_locks(owner) > 0, 30, "the scheduler to block on the lock")
+            stopped_at = time.monotonic()
+            group.proc.send_signal(signal.SIGTERM)
+            assert group.proc.wait(20) == 0, group.log()[-3000:]
+            assert time.monotonic() - stopped_at < 15
+            assert "scheduler" in group.log() and "killed" in group.log()
+            conn.rollback()
+    finally:
+        owner.dispose()
+
+
 class FakeRemote:
     """A stand-in for the préfecture: counts what it receives, can hold its answer back."""
 
