@@ -33,6 +33,7 @@ test: $(VENV)/.installed-test
 
 ## make bench: benchmarks, each printing ratios against a baseline measured in the same run
 bench: $(VENV)/.installed-test
+	@command -v wrk >/dev/null || { echo "installing wrk"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	@for script in tests/bench/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; \
 	done
