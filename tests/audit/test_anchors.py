@@ -110,3 +110,17 @@ def test_a_failing_store_does_not_stop_the_other_chains(app, chains, monkeypatch
 
 def test_the_platform_bucket_is_named_after_a_slug_no_commune_can_take():
     assert PLATFORM_BUCKET in RESERVED_SLUGS
+
+
+def test_anchors_work_on_the_embedded_local_store(app, chains, tmp_path, monkeypatch):
+    from saas.storage.local import LocalStore
+
+    tenant_a, _ = chains
+    store = LocalStore(tmp_path / "objects", bucket_prefix="local-")
+    store.ensure_bucket(tenant_a)
+    monkeypatch.setitem(app.extensions, "saas_store", store)
+
+    assert anchor_all()["anchored"] == 2  # commune-a and the platform (commune-b has no bucket)
+    assert anchor_all()["unchanged"] == 2
+    assert [a.seq for a in read_anchors(tenant_a)] == [2]
+    assert [a.seq for a in read_anchors(None)] == [1]
