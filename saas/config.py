@@ -22,6 +22,9 @@ SETTING_KEYS = (
     "BASE_DOMAIN",
     "SECRET_KEY",
     "SECRET_KEY_FALLBACKS",
+    # Settings.audit: the key of the audit chains' MACs, and former ones (id:secret).
+    "AUDIT_KEY",
+    "AUDIT_KEY_FALLBACKS",
     "INSTANCE_PATH",
     "SMTP_HOST",
     "SMTP_PORT",
@@ -90,6 +93,26 @@ class JobsSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The audit chains' MAC keys (SAAS_AUDIT_KEY, SAAS_AUDIT_KEY_FALLBACKS), each "id:secret".
+
+    A key of its own, not derived from SAAS_SECRET_KEY: that key rotates and its fallbacks are
+    dropped after 8 hours, while an audit entry must verify for as long as it is kept. Every
+    entry records the id of the key that signed it; a former key stays in the fallbacks (it
+    then only verifies) for as long as entries it signed are kept.
+    """
+
+    key_id: str
+    key: str = field(repr=False)
+    # Former keys by id, still used to verify the entries they signed.
+    fallbacks: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def keys(self) -> dict[str, str]:
+        """Every known key by id, the current one included."""
+        return {**self.fallbacks, self.key_id: self.key}
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_path: Path
     database_url: str
@@ -120,6 +143,7 @@ class Settings:
     secret_key_fallbacks: tuple[str, ...] = ()
     ged: GedSettings = field(default_factory=GedSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    audit: AuditSettings | None = None
 
     @property
     def embedded(self) -> bool:
@@ -199,6 +223,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         if production:
             raise ConfigError("SAAS_SECRET_KEY est obligatoire en production.")
         secret_key = _embedded_secret(instance)
+    audit = _audit_settings(get, instance, production, secret_key)
 
     scheme = get("PUBLIC_SCHEME") or ("https" if production else "http")
     port = get("PUBLIC_PORT")
@@ -233,6 +258,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         ),
         ged=_ged_settings(get),
         jobs=_jobs_settings(get),
+        audit=audit,
     )
 
 
@@ -255,6 +281,47 @@ def _ged_settings(get) -> GedSettings:
         max_upload=_number(get, "GED_MAX_UPLOAD", defaults.max_upload, int),
         upload_chunk=_number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int),
     )
+
+
+_KEY_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def _audit_key(raw: str, name: str) -> tuple[str, str]:
+    key_id, sep, secret = raw.strip().partition(":")
+    if not sep or not key_id or not set(key_id) <= _KEY_ID_CHARS or len(key_id) > 32:
+        raise ConfigError(f"SAAS_{name} : « identifiant:secret » attendu, l'identifiant en "
+                          "minuscules, chiffres, « - », « _ » ou « . » (32 caractères au plus).")
+    if len(secret) < 32:
+        raise ConfigError(f"SAAS_{name} : le secret de la clé « {key_id} » doit faire au moins "
+                          "32 caractères.")
+    return key_id, secret
+
+
+def _audit_settings(get, instance: Path, production: bool, secret_key: str) -> AuditSettings:
+    raw = get("AUDIT_KEY")
+    if not raw:
+        if production:
+            raise ConfigError("SAAS_AUDIT_KEY est obligatoire en production (clé des empreintes "
+                              "du journal d'audit, « identifiant:secret »).")
+        raw = _embedded_secret(instance, "audit_key", lambda: f"local-{secrets.token_hex(4)}:"
+                               f"{secrets.token_urlsafe(48)}")
+    key_id, key = _audit_key(raw, "AUDIT_KEY")
+    if key == secret_key:
+        raise ConfigError("SAAS_AUDIT_KEY doit être distincte de SAAS_SECRET_KEY.")
+    fallbacks: dict[str, str] = {}
+    for part in (get("AUDIT_KEY_FALLBACKS") or "").split(","):
+        if part.strip():
+            old_id, old_key = _audit_key(part, "AUDIT_KEY_FALLBACKS")
+            if old_id == key_id and old_key != key:
+                raise ConfigError(f"SAAS_AUDIT_KEY_FALLBACKS : l'identifiant « {old_id} » est déjà "
+                                  "celui de la clé courante ; une nouvelle clé prend un nouvel "
+                                  "identifiant.")
+            if old_id in fallbacks and fallbacks[old_id] != old_key:
+                raise ConfigError(f"SAAS_AUDIT_KEY_FALLBACKS : l'identifiant « {old_id} » figure "
+                                  "deux fois avec des secrets différents.")
+            if old_id != key_id:
+                fallbacks[old_id] = old_key
+    return AuditSettings(key_id=key_id, key=key, fallbacks=fallbacks)
 
 
 def _jobs_settings(get) -> JobsSettings:
@@ -294,13 +361,13 @@ def _normalise_db_url(url: str) -> str:
     return url
 
 
-def _embedded_secret(instance: Path) -> str:
+def _embedded_secret(instance: Path, name: str = "secret_key", make=None) -> str:
     """Create once and reuse a random secret for the embedded (single-machine) mode."""
-    path = instance / "secret_key"
+    path = instance / name
     if path.exists():
         return path.read_text().strip()
     instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
+    key = make() if make else secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key)

@@ -6,6 +6,6 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from saas.admin import views
+    from saas.admin import tasks, views  # noqa: F401  (tasks: job kinds)
 
     app.register_blueprint(views.bp)

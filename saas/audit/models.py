@@ -1,4 +1,8 @@
-"""Audit entries: each one hashes its predecessor, so any edit or removal breaks the chain."""
+"""Audit entries: each one's MAC covers its predecessor's, so any edit or removal breaks the chain.
+
+`hash` is HMAC-SHA256 under the audit key named by `key_id` (a key the database does not hold);
+entries written before keyed chains existed have no `key_id` and a plain SHA-256 `hash`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ class _AuditColumns(UUIDPk):
     data: Mapped[dict] = mapped_column(JSONType, nullable=False, default=dict)
     prev_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    # The audit key that signed the entry (Settings.audit); None: a legacy, unkeyed SHA-256.
+    key_id: Mapped[str | None] = mapped_column(sa.String(32))
 
 
 class AuditEvent(_AuditColumns, TenantScoped, db.Model):

@@ -12,6 +12,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,6 +42,30 @@ _UNITS = {
     "gib": 2**30, "gio": 2**30, "tib": 2**40, "tio": 2**40,
 }
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# Bounds that keep every value storable (tenants.population is an INTEGER, quota_bytes a
+# BIGINT) and plausible: the most populous French EPCI has about 7 million inhabitants.
+MAX_POPULATION = 100_000_000
+MAX_QUOTA = 2**50  # 1 Pio
+# A manifest is a few hundred bytes; this bounds what `apply` reads and parses per file.
+MAX_MANIFEST_BYTES = 256 * 1024
+# Longest value quoted back in an error message.
+_SHOWN = 60
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(value) -> str:
+    """A value as an error message quotes it: control characters escaped, long ones cut."""
+    text = value if isinstance(value, str) else repr(value)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+def _control_error(value: str) -> str | None:
+    """Why `value` cannot be stored as text (PostgreSQL refuses NUL; controls are invisible)."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return _("contient un caractère de contrôle (U+%(code)s), interdit", code=f"{ord(found.group()):04X}")
 
 
 @dataclass(frozen=True)
@@ -124,14 +149,15 @@ def parse_size(value: int | str) -> int:
         if value < 0:
             raise ValueError(_("la taille ne peut pas être négative"))
         return value
-    match = _SIZE.match(value)
+    match = _SIZE.match(value) if len(value) <= 64 else None
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS:
         raise ValueError(_(
             "taille illisible « %(value)s » : écrivez par exemple « 20 GiB », « 500 Mo » ou « 2 To »",
-            value=value,
+            value=_shown(value),
         ))
-    return round(float(match.group(1).replace(",", ".")) * _UNITS[unit])
+    # Decimal, not float: exact, and no overflow to infinity on a long number.
+    return round(Decimal(match.group(1).replace(",", ".")) * _UNITS[unit])
 
 
 def hostname_error(host: str) -> str | None:
@@ -163,27 +189,32 @@ def normalise_origin(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(_("une origine est une adresse comme « https://www.ma-commune.fr »"))
     raw = value.strip()
+    if len(raw) > 2048:
+        raise ValueError(_("« %(value)s » : adresse trop longue (2048 caractères au plus)", value=_shown(raw)))
+    problem = _control_error(raw)
+    if problem:
+        raise ValueError(_("« %(value)s » %(reason)s", value=_shown(raw), reason=problem))
     try:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(_("« %(value)s » n'est pas une adresse valide", value=raw)) from exc
+        raise ValueError(_("« %(value)s » n'est pas une adresse valide", value=_shown(raw))) from exc
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(_(
-            "« %(value)s » : une origine commence par https:// suivi du nom du site", value=raw
+            "« %(value)s » : une origine commence par https:// suivi du nom du site", value=_shown(raw)
         ))
     if parts.username is not None or parts.password is not None:
-        raise ValueError(_("« %(value)s » : pas d'identifiant dans une origine", value=raw))
+        raise ValueError(_("« %(value)s » : pas d'identifiant dans une origine", value=_shown(raw)))
     if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in raw or "#" in raw:
         raise ValueError(_(
             "« %(value)s » : une origine n'a ni chemin, ni paramètres (seulement https://nom-du-site)",
-            value=raw,
+            value=_shown(raw),
         ))
     host = _to_ascii_host(parts.hostname)
     bracketed = f"[{host}]" if ":" in host else host
     if parts.scheme == "http" and not _is_local(bracketed):
         raise ValueError(_(
-            "« %(value)s » : http:// n'est admis que pour localhost ; utilisez https://", value=raw
+            "« %(value)s » : http:// n'est admis que pour localhost ; utilisez https://", value=_shown(raw)
         ))
     if not _is_local(bracketed):
         problem = hostname_error(host)
@@ -207,7 +238,9 @@ class _FileParser:
         self.unique_keys: list[tuple[str, str]] = []
 
     def error(self, field_name: str, reason: str) -> None:
-        self.errors.append(ManifestError(str(self.path), field_name, reason))
+        # Quoted values never reach the operator's terminal as control sequences.
+        reason = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", reason)
+        self.errors.append(ManifestError(str(self.path), _shown(field_name), reason))
 
     def _string(self, name: str, *, required: bool, max_length: int = 200) -> str | None:
         value = self.data.get(name)
@@ -225,6 +258,10 @@ class _FileParser:
             return None
         if len(value) > max_length:
             self.error(name, _("trop long (%(n)d caractères au plus)", n=max_length))
+            return None
+        problem = _control_error(value)
+        if problem:
+            self.error(name, problem)
             return None
         return value
 
@@ -244,7 +281,7 @@ class _FileParser:
         kind = self._choice("kind", [k.value for k in TenantKind], default=TenantKind.COMMUNE.value)
         siren = self._siren(kind)
         insee = self._insee(kind)
-        population = self._int("population", required=True, minimum=0)
+        population = self._int("population", required=True, minimum=0, maximum=MAX_POPULATION)
         departement = self._departement(insee)
         arrondissement = self._int("arrondissement", required=False, minimum=1, maximum=99)
         origins = self._origins()
@@ -292,9 +329,9 @@ class _FileParser:
         value = self.data.get(name)
         if value is None:
             return default
-        if value not in allowed:
+        if not isinstance(value, str) or value not in allowed:
             self.error(name, _("valeur « %(value)s » inconnue ; valeurs admises : %(allowed)s",
-                               value=value, allowed=", ".join(allowed)))
+                               value=_shown(value), allowed=", ".join(allowed)))
             return None
         return value
 
@@ -411,7 +448,8 @@ class _FileParser:
         unknown = [m for m in modules if m not in KNOWN_MODULES]
         if unknown:
             self.error("modules", _("module(s) inconnu(s) : %(unknown)s ; modules disponibles : %(known)s",
-                                    unknown=", ".join(unknown), known=", ".join(KNOWN_MODULES)))
+                                    unknown=", ".join(_shown(m) for m in unknown[:10]),
+                                    known=", ".join(KNOWN_MODULES)))
         if len(set(modules)) != len(modules):
             self.error("modules", _("un module figure deux fois"))
         # The platform's order, so that reordering the list is not a change.
@@ -420,10 +458,14 @@ class _FileParser:
     def _quota(self) -> int:
         value = self.data.get("quota", 0)
         try:
-            return parse_size(value)
+            quota = parse_size(value)
         except ValueError as exc:
             self.error("quota", str(exc))
             return 0
+        if quota > MAX_QUOTA:
+            self.error("quota", _("trop grand : 1 Pio (2^50 octets) au plus"))
+            return 0
+        return quota
 
     def _branding(self) -> dict:
         value = self.data.get("branding", {})
@@ -451,6 +493,8 @@ class _FileParser:
         if logo_text is not None:
             if not isinstance(logo_text, str) or not logo_text.strip() or len(logo_text) > 60:
                 self.error("branding.logo_text", _("texte de 1 à 60 caractères"))
+            elif _control_error(logo_text):
+                self.error("branding.logo_text", _control_error(logo_text))
             else:
                 branding["logo_text"] = logo_text.strip()
         return branding
@@ -464,7 +508,12 @@ def parse_manifest(path: Path, *, base_domain: str | None = None) -> tuple[Tenan
 
 def _parse_file(path: Path, base_domain: str | None) -> tuple[TenantManifest | None, list[ManifestError], list[tuple[str, str]]]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            return None, [ManifestError(str(path), _("fichier"), _(
+                "trop gros (%(n)d Kio au plus pour un manifeste)", n=MAX_MANIFEST_BYTES // 1024))], []
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         where = _LINE_COL.search(str(exc))
         detail = _LINE_COL.sub("", str(exc)).strip()
@@ -476,6 +525,13 @@ def _parse_file(path: Path, base_domain: str | None) -> tuple[TenantManifest | N
         return None, [ManifestError(str(path), field_name, reason)], []
     except (OSError, UnicodeDecodeError) as exc:
         return None, [ManifestError(str(path), _("fichier"), _("illisible : %(detail)s", detail=exc))], []
+    except RecursionError:
+        return None, [ManifestError(str(path), _("syntaxe"), _(
+            "syntaxe TOML refusée : tableaux ou tables imbriqués trop profondément"))], []
+    except ValueError:
+        # Not a TOMLDecodeError: Python's own limit on converting a huge integer literal.
+        return None, [ManifestError(str(path), _("syntaxe"), _(
+            "syntaxe TOML refusée : nombre entier trop long"))], []
     parser = _FileParser(path, data, base_domain)
     manifest = parser.parse()
     return manifest, parser.errors, parser.unique_keys

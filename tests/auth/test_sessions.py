@@ -24,7 +24,8 @@ def test_session_cookie_is_httponly_samesite_lax_and_host_only(tenant_a, make_us
 
 def test_session_cookie_is_secure_when_configured(app, tenant_a, make_user, client_for, monkeypatch):
     assert load_settings({"COOKIE_SECURE": "1", "SECRET_KEY": "x"}).flask_config()["SESSION_COOKIE_SECURE"]
-    production = load_settings({"ENV": "production", "SECRET_KEY": "x"}).flask_config()
+    production = load_settings({"ENV": "production", "SECRET_KEY": "x",
+                                "AUDIT_KEY": "k1:" + "a" * 32}).flask_config()
     assert production["SESSION_COOKIE_SECURE"] and production["REMEMBER_COOKIE_SECURE"]
     assert not load_settings({"SECRET_KEY": "x"}).flask_config()["SESSION_COOKIE_SECURE"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from saas.tenancy.manifests import contrast_ratio, normalise_origin, parse_manifest, parse_size
-from tests.tenancy.manifest_files import siren_for, write_manifest
+from tests.tenancy.manifest_files import manifest_data, siren_for, to_toml, write_manifest
 
 
 def _write_raw(directory, name, text):
@@ -63,9 +63,46 @@ CASES = [
     ("bad_quota", lambda d: write_manifest(d, "beta", 2, quota="beaucoup"),
      "beta.toml", "quota", "taille illisible « beaucoup »"),
     ("negative_population", lambda d: write_manifest(d, "beta", 2, population=-3),
-     "beta.toml", "population", "doit être un entier supérieur ou égal à 0"),
+     "beta.toml", "population", "doit être un entier entre 0 et 100000000"),
     ("bad_kind", lambda d: write_manifest(d, "beta", 2, kind="region"),
      "beta.toml", "kind", "valeur « region » inconnue"),
+    # Values that pass the type checks but do not fit the database (a traceback before).
+    ("population_overflow", lambda d: write_manifest(d, "beta", 2, population=10**20),
+     "beta.toml", "population", "doit être un entier entre 0 et 100000000"),
+    ("population_past_integer", lambda d: write_manifest(d, "beta", 2, population=2**31),
+     "beta.toml", "population", "doit être un entier entre 0 et 100000000"),
+    ("quota_overflow", lambda d: write_manifest(d, "beta", 2, quota=10**30),
+     "beta.toml", "quota", "trop grand : 1 Pio (2^50 octets) au plus"),
+    ("quota_overflow_in_units", lambda d: write_manifest(d, "beta", 2, quota="99999999999999 TiB"),
+     "beta.toml", "quota", "trop grand : 1 Pio"),
+    ("quota_infinite_float", lambda d: write_manifest(d, "beta", 2, quota="9" * 400 + " TiB"),
+     "beta.toml", "quota", "taille illisible « " + "9" * 60 + "… »"),
+    ("quota_wrong_type", lambda d: write_manifest(d, "beta", 2, quota=["5 GiB"]),
+     "beta.toml", "quota", "une taille s'écrit comme « 20 GiB »"),
+    ("name_nul", lambda d: write_manifest(d, "beta", 2, name="Be\x00ta"),
+     "beta.toml", "name", "contient un caractère de contrôle (U+0000), interdit"),
+    ("logo_text_nul", lambda d: write_manifest(d, "beta", 2, branding={"logo_text": "Be\x00ta"}),
+     "beta.toml", "branding.logo_text", "contient un caractère de contrôle (U+0000)"),
+    ("name_too_long", lambda d: write_manifest(d, "beta", 2, name="x" * 100_000),
+     "beta.toml", "name", "trop long (200 caractères au plus)"),
+    ("kind_as_table", lambda d: write_manifest(d, "beta", 2, kind={"a": 1}),
+     "beta.toml", "kind", "valeur « {'a': 1} » inconnue"),
+    ("kind_with_escape", lambda d: write_manifest(d, "beta", 2, kind="\x1b[2J"),
+     "beta.toml", "kind", "valeur « \\x1b[2J » inconnue"),
+    ("long_unknown_module", lambda d: write_manifest(d, "beta", 2, modules=["y" * 100_000]),
+     "beta.toml", "modules", "module(s) inconnu(s) : " + "y" * 60 + "… ; modules disponibles"),
+    ("siren_as_date", lambda d: _write_raw(d, "beta.toml", to_toml(manifest_data("beta", 2, siren=None))
+                                           .replace("[branding]", "siren = 2026-12-08\n[branding]")),
+     "beta.toml", "siren", "doit être une chaîne de caractères"),
+    ("impossible_date", lambda d: _write_raw(d, "beta.toml", to_toml(manifest_data("beta", 2))
+                                             .replace("[branding]", "population_le = 2026-02-30\n[branding]")),
+     "beta.toml", "ligne 13", "syntaxe TOML invalide (colonne 17) : Invalid date or datetime"),
+    ("deep_nesting", lambda d: _write_raw(d, "beta.toml", "x = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+     "beta.toml", "syntaxe", "syntaxe TOML refusée : tableaux ou tables imbriqués trop profondément"),
+    ("huge_integer_literal", lambda d: _write_raw(d, "beta.toml", "population = " + "9" * 5000 + "\n"),
+     "beta.toml", "syntaxe", "syntaxe TOML refusée : nombre entier trop long"),
+    ("huge_file", lambda d: _write_raw(d, "beta.toml", to_toml(manifest_data("beta", 2)) + "#" * 300_000),
+     "beta.toml", "fichier", "trop gros (256 Kio au plus pour un manifeste)"),
 ]
 
 
