@@ -32,7 +32,7 @@ from werkzeug.exceptions import RequestTimeout
 ENVIRON_KEY = "saas.body_clock"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the watchdog keeps a set of them
 class BodyClock:
     """The time budget of one request body (shared by the input wrapper and the watchdog)."""
 
