@@ -149,3 +149,64 @@ def test_form_fields_held_in_memory_are_limited(app, tenant_a, client_for):
                                                 "password": "x" * (limit + 1)},
                            content_type="multipart/form-data")
     assert response.status_code == 413
+
+
+# -- the documented deployment agrees with the application ----------------------------------
+
+ROLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "ansible" / "roles" / "mutualis"
+UPLOAD_ENDPOINTS = {"api.create_document", "api.create_version", "api.patch_upload",
+                    "ged.upload", "ged.new_version"}
+
+
+def _nginx_site() -> tuple[dict, str]:
+    import jinja2
+    import yaml
+
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    template = jinja2.Template((ROLE / "templates" / "mutualis-nginx.conf.j2").read_text())
+    return defaults, template.render(ansible_managed="test", **defaults)
+
+
+def _nginx_size(value: str) -> int:
+    return int(value[:-1]) * {"k": 1024, "m": MiB, "g": GiB}[value[-1].lower()]
+
+
+def _sample_path(rule) -> str:
+    import re
+
+    return re.sub(r"<[^>]+>", str(uuid.uuid4()), rule.rule)
+
+
+def test_the_reverse_proxy_sends_uploads_to_their_pool_with_the_application_limits(app):
+    import re
+
+    from saas.config import GedSettings, HttpSettings
+
+    defaults, site = _nginx_site()
+    assert _nginx_size(defaults["mutualis_http_max_body"]) == HttpSettings().max_body
+    assert _nginx_size(defaults["mutualis_max_upload"]) == GedSettings().max_upload
+    assert defaults["mutualis_client_timeout"] == HttpSettings().body_timeout
+    assert {pool["name"] for pool in defaults["mutualis_web_pools"]} == {"web", "uploads"}
+
+    routes = re.findall(r'"~(\^[^"]+)"\s+mutualis_uploads;', site)
+    upload_location = re.search(r"location ~ (\S+) \{\s*client_max_body_size "
+                                + re.escape(defaults["mutualis_max_upload"]) + ";", site)
+    assert routes and upload_location
+
+    def pool(method: str, path: str) -> str:
+        return "uploads" if any(re.match(r, f"{method}:{path}") for r in routes) else "web"
+
+    rules = [r for r in app.url_map.iter_rules() if r.endpoint in UPLOAD_ENDPOINTS]
+    assert {r.endpoint for r in rules} == UPLOAD_ENDPOINTS
+    for rule in rules:
+        path = _sample_path(rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert pool(method, path) == "uploads", (method, path)
+            assert re.match(upload_location.group(1), path), path
+    # Everything else stays on the web pool, under the small limit.
+    for method, path in (("GET", "/api/v1/documents"), ("POST", "/auth/login"),
+                         ("PATCH", f"/api/v1/documents/{uuid.uuid4()}"), ("GET", "/healthz"),
+                         ("POST", "/api/v1/uploads"), ("GET", "/ged/deposer")):
+        assert pool(method, path) == "web", (method, path)
+    for path in ("/auth/login", f"/api/v1/documents/{uuid.uuid4()}", "/healthz"):
+        assert not re.match(upload_location.group(1), path), path
