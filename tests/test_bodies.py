@@ -13,7 +13,11 @@ import uuid
 
 import pytest
 
-from tests.ged.conftest import _empty_buckets, api  # noqa: F401 (fixtures)
+from tests.ged import conftest as ged_fixtures
+
+# The GED's fixtures (bearer clients, emptied buckets), for the upload endpoints used here.
+api = ged_fixtures.api
+_empty_buckets = ged_fixtures._empty_buckets
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
