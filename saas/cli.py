@@ -68,17 +68,41 @@ def init_command() -> None:
     click.echo("schéma à jour")
 
 
+# The two pools of `saas serve`. Behind the production reverse proxy, the upload endpoints
+# (multipart deposits and tus PATCH, which stream large bodies for minutes) go to their own
+# pool, so that slow uploads can only ever hold upload threads: pages, the API and /healthz
+# keep theirs. Each pool reads SAAS_<POOL>_BIND, _WORKERS and _THREADS.
+POOLS = {
+    "web": {"bind": "127.0.0.1:8000", "workers": 2, "threads": 4},
+    "uploads": {"bind": "127.0.0.1:8001", "workers": 1, "threads": 8},
+}
+
+
 @main.command("serve")
-@click.option("--bind", default=None, help="adresse:port (par défaut 127.0.0.1:8000)")
+@click.option("--bind", default=None, help="adresse:port (par défaut 127.0.0.1:8000, 8001 pour les envois)")
 @click.option("--workers", type=int, default=None, help="processus gunicorn")
-def serve_command(bind: str | None, workers: int | None) -> None:
-    """Run the web server (gunicorn) on the configured instance."""
+@click.option("--threads", type=int, default=None, help="fils d'exécution par processus")
+@click.option("--pool", type=click.Choice(sorted(POOLS)), default="web", show_default=True,
+              help="« uploads » : le groupe de processus réservé aux envois de fichiers")
+def serve_command(bind: str | None, workers: int | None, threads: int | None, pool: str) -> None:
+    """Run the web server (gunicorn, threaded workers) on the configured instance."""
+    defaults = POOLS[pool]
+    prefix = f"SAAS_{pool.upper()}_"
+
+    def env(key: str) -> str | None:
+        # The web pool also reads SAAS_BIND, its name before there were two pools.
+        legacy = os.environ.get(f"SAAS_{key}") if pool == "web" and key == "BIND" else None
+        return os.environ.get(prefix + key) or legacy
+
     args = [
         sys.executable, "-m", "gunicorn", "saas:create_app()",
         "--config", "python:saas.gunicorn_conf",
-        "--bind", bind or os.environ.get("SAAS_BIND", "127.0.0.1:8000"),
-        "--workers", str(workers or int(os.environ.get("SAAS_WEB_WORKERS", "2"))),
-        "--threads", "4",
+        "--bind", bind or env("BIND") or defaults["bind"],
+        "--workers", str(workers or int(env("WORKERS") or defaults["workers"])),
+        # gthread: a connection waits in the worker's poller, without a thread, until its
+        # request arrives; the body is then read under SAAS_HTTP_BODY_TIMEOUT (saas/bodies.py).
+        "--worker-class", "gthread",
+        "--threads", str(threads or int(env("THREADS") or defaults["threads"])),
         "--access-logfile", "-",
         "--forwarded-allow-ips", os.environ.get("SAAS_FORWARDED_ALLOW_IPS", "127.0.0.1"),
     ]

@@ -38,7 +38,14 @@ SETTING_KEYS = (
     "ENV",
     "PROXY_HOPS",
     "PROXY_FORWARDS_HOST",
-    # Sections: GED_* → Settings.ged, JOBS_* (and the two worker names below) → Settings.jobs.
+    # Sections: HTTP_* → Settings.http, GED_* → Settings.ged, JOBS_* (and the two worker names
+    # below) → Settings.jobs.
+    "HTTP_MAX_BODY",
+    "HTTP_MAX_JSON",
+    "HTTP_MAX_FORM_MEMORY",
+    "HTTP_MAX_FORM_PARTS",
+    "HTTP_BODY_TIMEOUT",
+    "HTTP_UPLOAD_MIN_RATE",
     "GED_MAX_UPLOAD",
     "GED_UPLOAD_CHUNK",
     "JOBS_LEASE_SECONDS",
@@ -55,6 +62,27 @@ SETTING_KEYS = (
 
 class ConfigError(RuntimeError):
     """Raised when the configuration cannot produce a working instance."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Request bodies (SAAS_HTTP_*): how large and how slow, see saas/bodies.py."""
+
+    # Largest body of an ordinary request (forms, JSON), in bytes; a larger Content-Length is
+    # refused with 413 before a byte is read. Upload endpoints raise it (to GED_MAX_UPLOAD)
+    # once the caller is authenticated.
+    max_body: int = 1024 * 1024
+    # Largest JSON body of an API operation, in bytes (checked before reading).
+    max_json: int = 256 * 1024
+    # Form fields kept in memory (all fields together), and the number of parts of a form.
+    max_form_memory: int = 256 * 1024
+    max_form_parts: int = 1000
+    # Seconds a client may take to send an ordinary body (in all), and the longest wait for
+    # the next bytes of any body; then 408 and the connection is closed.
+    body_timeout: float = 15.0
+    # On upload endpoints, each byte received earns 1/upload_min_rate more second: an upload
+    # slower on average than this (bytes/s) is cut.
+    upload_min_rate: int = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,7 @@ class Settings:
     proxy_forwards_host: bool = False
     # Former secret keys, still accepted while they are rotated out (newest first).
     secret_key_fallbacks: tuple[str, ...] = ()
+    http: HttpSettings = field(default_factory=HttpSettings)
     ged: GedSettings = field(default_factory=GedSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     audit: AuditSettings | None = None
@@ -171,7 +200,10 @@ class Settings:
             "REMEMBER_COOKIE_SAMESITE": "Lax",
             "PERMANENT_SESSION_LIFETIME": 8 * 3600,
             "WTF_CSRF_TIME_LIMIT": 8 * 3600,
-            "MAX_CONTENT_LENGTH": None,
+            # Platform-wide body limits (saas/bodies.py); upload endpoints raise the first.
+            "MAX_CONTENT_LENGTH": self.http.max_body,
+            "MAX_FORM_MEMORY_SIZE": self.http.max_form_memory,
+            "MAX_FORM_PARTS": self.http.max_form_parts,
             "BABEL_DEFAULT_LOCALE": "fr",
             "BABEL_DEFAULT_TIMEZONE": "Europe/Paris",
             "PREFERRED_URL_SCHEME": self.public_scheme,
@@ -256,6 +288,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
             key for key in (part.strip() for part in (get("SECRET_KEY_FALLBACKS") or "").split(","))
             if key and key != secret_key
         ),
+        http=_http_settings(get),
         ged=_ged_settings(get),
         jobs=_jobs_settings(get),
         audit=audit,
@@ -273,6 +306,21 @@ def _number(get, key: str, default, kind=float):
     if value <= 0:
         raise ConfigError(f"SAAS_{key} doit être positif (reçu {raw}).")
     return value
+
+
+def _http_settings(get) -> HttpSettings:
+    defaults = HttpSettings()
+    http = HttpSettings(
+        max_body=_number(get, "HTTP_MAX_BODY", defaults.max_body, int),
+        max_json=_number(get, "HTTP_MAX_JSON", defaults.max_json, int),
+        max_form_memory=_number(get, "HTTP_MAX_FORM_MEMORY", defaults.max_form_memory, int),
+        max_form_parts=_number(get, "HTTP_MAX_FORM_PARTS", defaults.max_form_parts, int),
+        body_timeout=_number(get, "HTTP_BODY_TIMEOUT", defaults.body_timeout),
+        upload_min_rate=_number(get, "HTTP_UPLOAD_MIN_RATE", defaults.upload_min_rate, int),
+    )
+    if http.max_json > http.max_body:
+        raise ConfigError("SAAS_HTTP_MAX_JSON ne peut dépasser SAAS_HTTP_MAX_BODY.")
+    return http
 
 
 def _ged_settings(get) -> GedSettings:

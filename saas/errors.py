@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 # Stable machine codes per HTTP status, for the API's {"error": {"code": …}}.
 STATUS_CODES = {
@@ -14,6 +14,7 @@ STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     410: "gone",
     413: "payload_too_large",
@@ -44,6 +45,8 @@ def _default_message(status: int) -> str:
         403: _("Vous n'avez pas accès à cette page."),
         404: _("Page introuvable."),
         405: _("Méthode non autorisée."),
+        408: _("Le corps de la requête arrive trop lentement : la connexion est fermée. "
+               "Réessayez avec une meilleure connexion."),
         409: _("Conflit avec l'état actuel de la ressource."),
         410: _("Cette ressource n'existe plus."),
         413: _("Le fichier envoyé est trop volumineux."),
@@ -96,6 +99,14 @@ def _describe(exc: HTTPException) -> tuple[str, str]:
     return STATUS_CODES.get(status, "error"), _default_message(status)
 
 
+def _size(n: int) -> str:
+    for unit, factor in ((_("Gio"), 1024 ** 3), (_("Mio"), 1024 ** 2), (_("Kio"), 1024)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}".replace(".", ",")
+    return _("%(n)d octets", n=n)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):
@@ -122,6 +133,19 @@ def init_app(app: Flask) -> None:
         if wants_json():
             return json_error(400, "csrf_failed", message)
         return render_template("error.html", status=400, message=message), 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        # The body limit of this request (the platform's, or an upload endpoint's): refused
+        # before the body was read, or when a chunked body passed it.
+        limit = request.max_content_length
+        message = _("Requête trop volumineuse : %(max)s au plus pour cette adresse.",
+                    max=_size(limit)) if limit is not None else _default_message(413)
+        if wants_json():
+            return json_error(413, "payload_too_large", message,
+                              {"max_bytes": limit} if limit is not None else None)
+        return render_template("error.html", status=413, message=message,
+                               code="payload_too_large"), 413
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -15,6 +15,7 @@ from saas.extensions import babel, csrf, db, limiter, migrate
 def configure(app: Flask, settings: Settings) -> None:
     configure_logs(app, settings)
     configure_proxy(app, settings)
+    configure_bodies(app, settings)
     configure_extensions(app, settings)
     configure_tenancy(app, settings)
     configure_storage(app, settings)
@@ -51,6 +52,14 @@ def configure_proxy(app: Flask, settings: Settings) -> None:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,
                                 x_host=hops if settings.proxy_forwards_host else 0)
+
+
+def configure_bodies(app: Flask, settings: Settings) -> None:
+    # The size limits are Flask's MAX_* settings (settings.flask_config); the time limit wraps
+    # wsgi.input under gunicorn. Innermost, so the ProxyFix environ is the one it sees.
+    from saas.bodies import BodyDeadline
+
+    app.wsgi_app = BodyDeadline(app.wsgi_app, timeout=settings.http.body_timeout)
 
 
 def configure_extensions(app: Flask, settings: Settings) -> None:

@@ -28,11 +28,16 @@ from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
 
 from saas.api.validation import check_schema, validate, validation_error
+from saas.bodies import cap_body
+from saas.config import current_settings
 from saas.errors import STATUS_CODES, AppError
 from saas.extensions import limiter
 from saas.netutil import client_ip
 
 DEFAULT_RATE_LIMIT = "600 per minute"
+# Nesting accepted in a JSON body: every request schema is a few levels deep; deeper bodies
+# would only cost recursion (in the validator and the views) and are refused with 400.
+MAX_JSON_DEPTH = 32
 OPENAPI_VERSION = "3.1.0"
 
 _CONVERTER_SCHEMAS = {
@@ -248,11 +253,18 @@ class ApiRegistry:
         if request.mimetype != "application/json":
             raise AppError(415, "unsupported_media_type",
                            _("Envoyez le corps en JSON, avec l'en-tête Content-Type: application/json."))
+        # Capped before reading: a larger Content-Length is refused (413) without reading a
+        # byte, a chunked body is stopped at the cap.
+        cap_body(request, current_settings().http.max_json)
         raw = request.get_data(cache=True)
         try:
             data = json.loads(raw or b"")
+        except RecursionError:
+            raise _too_deep() from None
         except ValueError:
             raise AppError(400, "invalid_json", _("Le corps de la requête n'est pas un JSON valide.")) from None
+        if _depth_over(data, MAX_JSON_DEPTH):
+            raise _too_deep()
         problems = validate(data, schema, self)
         if problems:
             raise validation_error(problems)
@@ -409,3 +421,21 @@ def _rate_limit_message() -> str:
 
 
 # -- the JSON Schema subset -----------------------------------------------------------------
+
+
+def _too_deep() -> AppError:
+    return AppError(400, "json_too_deep",
+                    _("Le corps JSON est trop imbriqué : %(n)d niveaux au plus.", n=MAX_JSON_DEPTH))
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists and objects more than `limit` levels deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

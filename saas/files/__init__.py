@@ -14,7 +14,7 @@ Public functions:
   `store.store_pieces(tenant, key, pieces, *, filename, metadata)` → `StoredFile`: the one way
   a file enters a bucket (sniffed, written, checked; nothing stays on refusal).
   `store.sniff_head`, `store.refusal`, `store.delete_quietly`, `store.sanitize_filename`.
-- `receive.receive_file(tenant, request, *, store_file, read_fields, csrf_check)` → the stored
+- `receive.receive_file(tenant, request, *, store_file, read_fields, max_size, csrf_check)` → the stored
   file and its fields, from a streamed multipart/form-data request.
 - `serve.serve(tenant, ServedFile, *, inline)` → a streamed response with ETag, 304, one
   Range and a SHA-256 re-check (`IntegrityError`).

@@ -8,6 +8,8 @@ from typing import TypeVar
 from flask import Request
 from flask_babel import gettext as _
 
+from saas.bodies import allow_large_body
+from saas.config import current_settings
 from saas.errors import AppError
 from saas.files.store import StoredFile, delete_quietly
 from saas.files.streams import FormError, StreamingForm
@@ -47,14 +49,20 @@ class FieldView:
 
 
 def receive_file(tenant, request: Request, *, store_file: Callable[[StreamingForm, str | None], StoredFile],
-                 read_fields: Callable[[FieldView], T],
+                 read_fields: Callable[[FieldView], T], max_size: int,
                  csrf_check: Callable[[str | None], None] | None = None) -> tuple[StoredFile, T]:
     """Store the request's `file` part with `store_file(stream, filename)`; return it and its fields.
+
+    Call it once the caller may upload (authenticated, allowed to write): the request's body
+    limit is raised from the platform's small default to a file of `max_size` bytes (and its
+    multipart framing) here, before the body is read.
 
     `read_fields` checks the fields sent before the file (before any byte is stored), then all
     of them once the body is read; when it raises, the stored file is deleted. `csrf_check(token)`
     (web pages) runs before the file is stored.
     """
+    allow_large_body(request, max_size + MULTIPART_SLACK,
+                     min_rate=current_settings().http.upload_min_rate)
     try:
         form = StreamingForm(request.stream, request.content_type or "", messages=form_messages())
         has_file = form.read_until_file()

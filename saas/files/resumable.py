@@ -28,6 +28,8 @@ from typing import BinaryIO, Protocol
 from flask import Request, Response, request
 from flask_babel import gettext as _
 
+from saas.bodies import allow_large_body
+from saas.config import current_settings
 from saas.errors import AppError
 from saas.files import sniff
 from saas.files.store import delete_quietly, sniff_head
@@ -132,6 +134,13 @@ def check_offset(req: Request, upload: ResumableUpload) -> None:
                        _("Décalage %(got)s différent de celui du serveur (%(have)d) : "
                          "interrogez l'envoi (HEAD) puis reprenez.", got=raw, have=upload.offset),
                        {"offset": upload.offset})
+
+
+def piece_stream(req: Request, upload: ResumableUpload) -> BinaryIO:
+    """The body of an authorised PATCH: at most the bytes the upload still lacks."""
+    allow_large_body(req, max(upload.length - upload.offset, 0),
+                     min_rate=current_settings().http.upload_min_rate)
+    return req.stream
 
 
 def offset_headers(upload: ResumableUpload) -> dict[str, str]:

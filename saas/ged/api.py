@@ -520,7 +520,8 @@ def patch_upload(upload_id: uuid.UUID):
     upload = uploads.get_upload(upload_id, actor, lock=True)
     resumable.check_offset(request, upload)
     if upload.completed_at is None:
-        upload = uploads.receive(current_tenant(), upload, request.stream, actor)
+        upload = uploads.receive(current_tenant(), upload, resumable.piece_stream(request, upload),
+                                 actor)
     headers = resumable.offset_headers(upload)
     if upload.result_document_id:
         headers["Document-Id"] = str(upload.result_document_id)

@@ -93,7 +93,8 @@ def receive_upload(tenant: TenantSnapshot, request: Request, *, actor: Actor,
         return ingest(tenant, stream, filename=filename, document_id=document_id)
 
     stored, fields = receive_file(tenant, request, store_file=store_file,
-                                  read_fields=checked_fields, csrf_check=csrf_check)
+                                  read_fields=checked_fields, csrf_check=csrf_check,
+                                  max_size=current_settings().ged.max_upload)
     return file_stored(tenant, stored, document_id=document_id, document=document,
                        fields=fields, actor=actor)
 
