@@ -111,7 +111,7 @@ def test_zip_bomb_in_docx_is_refused_at_upload(app, tenant_a, api):
 
 
 def test_zip_bomb_is_stopped_at_extraction_without_expanding(monkeypatch):
-    from saas.ged.services import extraction as extract
+    from saas.ged.services import readers as extract
 
     docx = make_docx(["x" * 5000])
     monkeypatch.setattr(extract, "MAX_MEMBER_BYTES", 1000)
