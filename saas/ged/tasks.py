@@ -6,6 +6,7 @@ recur per commune through the scheduler. The work itself is in services.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 import uuid
@@ -28,6 +29,8 @@ from saas.tenancy.current import current_tenant
 
 # Objects younger than this are never swept: their database row may be about to commit.
 ORPHAN_GRACE = timedelta(hours=6)
+# Seconds one attempt of a text extraction may take (download, checksum, budgeted extraction).
+EXTRACT_TIMEOUT = 900
 
 
 def extract_text(document_version_id: str) -> dict:
@@ -43,6 +46,10 @@ def extract_text(document_version_id: str) -> dict:
         return {"state": "skipped"}
     sha = hashlib.sha256()
     budget = extraction.Budget.from_settings(current_settings().ged)
+    # The budget ends the extraction, never the job's timeout (which would retry it): half the
+    # timeout at most, the other half is for copying the file out of the bucket.
+    budget = dataclasses.replace(budget, wall_seconds=min(budget.wall_seconds,
+                                                          EXTRACT_TIMEOUT / 2))
     try:
         # On disk, in a private directory: the extraction child reads it from there.
         with tempfile.TemporaryDirectory(prefix="mutualis-version-") as work:
@@ -79,8 +86,8 @@ def extract_text(document_version_id: str) -> dict:
     return {"state": "done", "chars": len(text)}
 
 
-@job_kind(extraction.EXTRACT_KIND, queue=QueueNames.DOCUMENTS, timeout=900, max_attempts=4,
-          backoff=30)
+@job_kind(extraction.EXTRACT_KIND, queue=QueueNames.DOCUMENTS, timeout=EXTRACT_TIMEOUT,
+          max_attempts=4, backoff=30)
 def extract_text_job(version_id: str) -> dict:
     """Job: extract one version's text (see extract_text)."""
     return extract_text(version_id)
