@@ -186,5 +186,5 @@ def test_one_communes_extractions_never_take_every_documents_worker(app, tenant_
     ).all())
     # The deployment runs two documents workers (a commune's hostile PDF holds one, for at most
     # its extraction budget): the other commune's job always finds the second one.
-    assert QUEUES["documents"].per_tenant_limit == 1
     assert in_flight == {tenant_a.id: 1, tenant_b.id: 1}
+    assert QUEUES["documents"].per_tenant_limit == 1
