@@ -48,6 +48,11 @@ SETTING_KEYS = (
     "HTTP_UPLOAD_MIN_RATE",
     "GED_MAX_UPLOAD",
     "GED_UPLOAD_CHUNK",
+    "GED_EXTRACT_CPU_SECONDS",
+    "GED_EXTRACT_MEMORY_BYTES",
+    "GED_EXTRACT_WALL_SECONDS",
+    "GED_EXTRACT_MAX_PAGES",
+    "GED_EXTRACT_MAX_CHARS",
     "JOBS_LEASE_SECONDS",
     "JOBS_RECONCILE_SECONDS",
     "JOBS_DISPATCH_GRACE_SECONDS",
@@ -93,6 +98,15 @@ class GedSettings:
     max_upload: int = 2 * 1024 ** 3
     # Largest piece of a resumable (tus) upload the server asks for, in bytes.
     upload_chunk: int = 8 * 1024 * 1024
+    # Text extraction runs in a child process with these budgets (saas/ged/services/extraction):
+    # CPU seconds and address space (rlimits set in the child), wall-clock seconds (the parent
+    # kills it), and how many PDF pages and characters of text are kept. A document beyond
+    # them is left unindexed ("texte non extrait : document trop complexe"), never retried.
+    extract_cpu_seconds: int = 60
+    extract_memory_bytes: int = 1024 ** 3
+    extract_wall_seconds: float = 120.0
+    extract_max_pages: int = 2000
+    extract_max_chars: int = 400_000
 
 
 @dataclass(frozen=True)
@@ -328,6 +342,14 @@ def _ged_settings(get) -> GedSettings:
     return GedSettings(
         max_upload=_number(get, "GED_MAX_UPLOAD", defaults.max_upload, int),
         upload_chunk=_number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int),
+        extract_cpu_seconds=_number(get, "GED_EXTRACT_CPU_SECONDS", defaults.extract_cpu_seconds,
+                                    int),
+        extract_memory_bytes=_number(get, "GED_EXTRACT_MEMORY_BYTES",
+                                     defaults.extract_memory_bytes, int),
+        extract_wall_seconds=_number(get, "GED_EXTRACT_WALL_SECONDS",
+                                     defaults.extract_wall_seconds),
+        extract_max_pages=_number(get, "GED_EXTRACT_MAX_PAGES", defaults.extract_max_pages, int),
+        extract_max_chars=_number(get, "GED_EXTRACT_MAX_CHARS", defaults.extract_max_chars, int),
     )
 
 

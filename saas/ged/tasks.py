@@ -6,14 +6,17 @@ recur per commune through the scheduler. The work itself is in services.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from saas.config import current_settings
 from saas.extensions import db
 from saas.ged.models import Document, DocumentVersion, ExtractionState
 from saas.ged.services import extraction, intake, retention, uploads
@@ -26,8 +29,8 @@ from saas.tenancy.current import current_tenant
 
 # Objects younger than this are never swept: their database row may be about to commit.
 ORPHAN_GRACE = timedelta(hours=6)
-# Spooled in memory up to this size, then on disk: extraction never holds a big file in RAM.
-SPOOL_BYTES = 8 * 1024 * 1024
+# Seconds one attempt of a text extraction may take (download, checksum, budgeted extraction).
+EXTRACT_TIMEOUT = 900
 
 
 def extract_text(document_version_id: str) -> dict:
@@ -42,19 +45,27 @@ def extract_text(document_version_id: str) -> dict:
         version.extraction_state = ExtractionState.SKIPPED
         return {"state": "skipped"}
     sha = hashlib.sha256()
+    budget = extraction.Budget.from_settings(current_settings().ged)
+    # The budget ends the extraction, never the job's timeout (which would retry it): half the
+    # timeout at most, the other half is for copying the file out of the bucket.
+    budget = dataclasses.replace(budget, wall_seconds=min(budget.wall_seconds,
+                                                          EXTRACT_TIMEOUT / 2))
     try:
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            with get_store().get(tenant, version.object_key,
-                                 version_id=version.object_version_id) as reader:
+        # On disk, in a private directory: the extraction child reads it from there.
+        with tempfile.TemporaryDirectory(prefix="mutualis-version-") as work:
+            source = Path(work) / "source"
+            with open(source, "wb") as spool, get_store().get(
+                    tenant, version.object_key, version_id=version.object_version_id) as reader:
                 for chunk in reader:
                     sha.update(chunk)
                     spool.write(chunk)
             if sha.hexdigest() != version.sha256:
                 raise PermanentError(_("Le contenu stocké ne correspond plus à son empreinte "
                                        "SHA-256 : extraction refusée."), code="integrity")
-            spool.seek(0)
-            text = extraction.extract_text(spool, version.content_type)
+            text = extraction.extract_file(source, version.content_type, budget)
     except extraction.ExtractionFailed as exc:
+        # Recorded on the version and shown where its indexing state is; retrying would only
+        # spend the same budget again.
         version.extraction_state = ExtractionState.FAILED
         version.extraction_error = exc.reason[:500]
         version.extracted_text = None
@@ -63,6 +74,9 @@ def extract_text(document_version_id: str) -> dict:
         raise PermanentError(_("L'objet de cette version est introuvable."), code="missing") from exc
     except StorageError as exc:
         raise TransientError(_("Stockage indisponible : %(e)s", e=str(exc)[:200])) from exc
+    except OSError as exc:  # no room for the copy, no child process to be had: later
+        raise TransientError(_("Extraction impossible pour l'instant : %(e)s",
+                               e=str(exc)[:200])) from exc
     version.extracted_text = text
     version.extraction_state = ExtractionState.DONE
     version.extraction_error = None
@@ -72,8 +86,8 @@ def extract_text(document_version_id: str) -> dict:
     return {"state": "done", "chars": len(text)}
 
 
-@job_kind(extraction.EXTRACT_KIND, queue=QueueNames.DOCUMENTS, timeout=900, max_attempts=4,
-          backoff=30)
+@job_kind(extraction.EXTRACT_KIND, queue=QueueNames.DOCUMENTS, timeout=EXTRACT_TIMEOUT,
+          max_attempts=4, backoff=30)
 def extract_text_job(version_id: str) -> dict:
     """Job: extract one version's text (see extract_text)."""
     return extract_text(version_id)

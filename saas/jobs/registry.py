@@ -43,7 +43,11 @@ QUEUES: dict[str, QueueSpec] = {
     spec.name: spec
     for spec in (
         QueueSpec(QueueNames.DEFAULT, "Travaux courts sans file dédiée"),
-        QueueSpec(QueueNames.DOCUMENTS, "Extraction de texte, conversions, empreintes"),
+        # One commune's documents never hold every worker of this queue: with two workers or
+        # more, another commune's extraction always finds one free (each job is bounded by
+        # the GED's extraction budget, and a hostile document is not retried).
+        QueueSpec(QueueNames.DOCUMENTS, "Extraction de texte, conversions, empreintes",
+                  per_tenant_limit=1),
         QueueSpec(QueueNames.SIGNATURES, "Signatures électroniques et cachets"),
         # The préfecture and the Treasury accept few parallel connections per collectivity.
         QueueSpec(QueueNames.TRANSMISSIONS, "Télétransmissions @ctes et Hélios, accusés de réception",

@@ -111,7 +111,7 @@ def test_zip_bomb_in_docx_is_refused_at_upload(app, tenant_a, api):
 
 
 def test_zip_bomb_is_stopped_at_extraction_without_expanding(monkeypatch):
-    from saas.ged.services import extraction as extract
+    from saas.ged.services import readers as extract
 
     docx = make_docx(["x" * 5000])
     monkeypatch.setattr(extract, "MAX_MEMBER_BYTES", 1000)
@@ -194,3 +194,12 @@ def test_orphan_sweep_removes_objects_without_rows(app, tenant_a, api):
     assert "ged/crashed/orphan" not in remaining and "uploads/stale/00000" not in remaining
     assert len([k for k in remaining if k.startswith("ged/")]) == 1
     assert client.get(f"/api/v1/documents/{kept['id']}/content").status_code == 200
+
+
+def test_an_archive_of_too_many_entries_is_refused_at_upload(app, tenant_a, api):
+    from tests.files.crafted import crafted_zip
+
+    response = upload(api(tenant_a), crafted_zip(70_000), "rapport.docx")
+    assert error(response) == (422, "zip_bomb")
+    assert "70000 fichiers" in response.get_json()["error"]["message"]
+    nothing_left(tenant_a)

@@ -219,3 +219,22 @@ def effect_local(crash_after_call: bool = False, lost_before_remote: bool = Fals
 @job_kind("test.transmit", queue=QueueNames.TRANSMISSIONS, **FAST)
 def transmit() -> None:
     """A job on the queue that limits each commune's jobs in flight."""
+
+
+@job_kind("test.bounded_extract", queue=QueueNames.DOCUMENTS, **FAST)
+def bounded_extract(box: str, pages: int = 40, stream_bytes: int = 480_000) -> dict:
+    """Extract a hostile PDF through the GED's budgeted child process (1 s of CPU)."""
+    from saas.ged.services import extraction
+    from tests.ged.crafted_pdf import shared_stream_pdf
+
+    path = Path(box) / f"hostile-{os.getpid()}-{threading.get_ident()}.pdf"
+    path.write_bytes(shared_stream_pdf(pages, stream_bytes))
+    budget = extraction.Budget(cpu_seconds=1, memory_bytes=1024 ** 3, wall_seconds=60,
+                               max_pages=2000, max_chars=1000)
+    try:
+        text = extraction.extract_file(path, "application/pdf", budget)
+    except extraction.ExtractionFailed as exc:
+        _append(box, "extract", exc.code)
+        return {"code": exc.code, "reason": exc.reason}
+    _append(box, "extract", "done")
+    return {"chars": len(text)}

@@ -173,3 +173,18 @@ def test_unknown_job_id_in_a_message_is_ignored(app):
     from saas.jobs.worker import perform
 
     perform(str(uuid.uuid4()), "whatever")  # no exception, nothing to do
+
+
+def test_one_communes_extractions_never_take_every_documents_worker(app, tenant_a, tenant_b,
+                                                                      redis_client):
+    _enqueue_many(tenant_a, 6, "ged.extract_text", version_id=str(uuid.uuid4()))
+    _enqueue_many(tenant_b, 1, "ged.extract_text", version_id=str(uuid.uuid4()))
+    dispatch()
+    in_flight = dict(db.session.execute(
+        sa.select(Q.c.tenant_id, sa.func.count())
+        .where(Q.c.queue == "documents", Q.c.dispatched_at.isnot(None)).group_by(Q.c.tenant_id)
+    ).all())
+    # The deployment runs two documents workers (a commune's hostile PDF holds one, for at most
+    # its extraction budget): the other commune's job always finds the second one.
+    assert in_flight == {tenant_a.id: 1, tenant_b.id: 1}
+    assert QUEUES["documents"].per_tenant_limit == 1

@@ -43,3 +43,14 @@ def test_every_declared_kind_uses_a_registered_queue(app):
 def test_cli_lists_the_registry(cli):
     result = cli("jobs", "queues")
     assert [line.split("\t")[0] for line in result.output.splitlines()] == queue_names()
+
+
+def test_a_per_tenant_limit_leaves_workers_for_the_other_communes():
+    # Otherwise one commune could hold every worker of the queue (its hostile documents).
+    # The transmissions limit is the préfecture's connection count, not a fairness promise.
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    jobs = {q["name"]: int(q["jobs"]) for q in defaults["mutualis_worker_queues"]}
+    limited = {name: spec.per_tenant_limit for name, spec in QUEUES.items()
+               if spec.per_tenant_limit is not None and name != QueueNames.TRANSMISSIONS}
+    assert QueueNames.DOCUMENTS in limited
+    assert all(jobs[name] > limit for name, limit in limited.items())

@@ -1,204 +1,74 @@
-"""Text extraction for the full-text index: PDF (pypdf), ODF and OOXML (their XML), plain text.
+"""Text extraction for the full-text index, in a child process with a budget.
 
-Everything is bounded: ZIP members are read through a counting reader (a zip bomb stops at the
-limit, it never expands in memory), XML goes through defusedxml (no entities, no DTD), PDFs are
-read page by page up to a page and character budget. A file that cannot be read yields an
+The readers (saas.ged.services.readers) run in a child process (saas.ged.services.extractor)
+that limits its own CPU time and address space; this parent kills it at a wall-clock deadline,
+and passes the bytes through a private temporary file and the text back through another, read
+up to a bound. A document beyond a budget (the PDF of 2,000 pages sharing one 4.8 MB content
+stream) is left unindexed with "texte non extrait : document trop complexe" recorded on its
+version; the job ends there, without retry. A file that cannot be read yields an
 ExtractionFailed with a French reason the version records; the document itself stays.
+
+A child process, not a thread: it works the same under an RQ worker process and under the
+embedded runner's threads (`make run`), the web process's memory and CPU are never at stake,
+and the kernel enforces the limits whatever the readers do.
 
 New versions enqueue the job kind EXTRACT_KIND, declared in ged/tasks.py.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import logging
-import zipfile
-from typing import BinaryIO
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from defusedxml import ElementTree as SafeET
 from flask_babel import gettext as _
 
-from saas.files import sniff
 from saas.ged.models import DocumentVersion, ExtractionState
+from saas.ged.services import extractor
+from saas.ged.services.readers import ExtractionFailed
 from saas.jobs import enqueue
 
 log = logging.getLogger("saas.ged.extract")
 
-# The index keeps this many characters per version (a tsvector caps at 1 MB anyway).
-MAX_TEXT_CHARS = 400_000
-MAX_PDF_PAGES = 2000
-# One XML member of an office document may expand to this much, and the whole archive to
-# MAX_ZIP_TOTAL: beyond, it is a zip bomb, not a letter from the prefecture.
-MAX_MEMBER_BYTES = 64 * 1024 * 1024
-MAX_ZIP_TOTAL = 512 * 1024 * 1024
-MAX_ZIP_RATIO = 200
 EXTRACT_KIND = "ged.extract_text"
+# Where `python -m saas.ged.services.extractor` finds the saas package.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
+
+__all__ = ["EXTRACT_KIND", "Budget", "ExtractionFailed", "enqueue_extraction", "extract_file",
+           "extractable"]
 
 
-class ExtractionFailed(Exception):
-    """The text could not be extracted; `code` is stable, `reason` French."""
+@dataclass(frozen=True)
+class Budget:
+    """What one extraction may spend (GedSettings.extract_*)."""
 
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    cpu_seconds: int
+    memory_bytes: int
+    wall_seconds: float
+    max_pages: int
+    max_chars: int
 
+    @classmethod
+    def from_settings(cls, ged) -> Budget:
+        return cls(cpu_seconds=ged.extract_cpu_seconds, memory_bytes=ged.extract_memory_bytes,
+                   wall_seconds=ged.extract_wall_seconds, max_pages=ged.extract_max_pages,
+                   max_chars=ged.extract_max_chars)
 
-class _Bounded(io.RawIOBase):
-    """A read-only stream that raises once more than `limit` bytes came out of `source`."""
-
-    def __init__(self, source: BinaryIO, limit: int, label: str):
-        self._source = source
-        self._limit = limit
-        self._label = label
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self._source.read(min(len(buffer), 64 * 1024))
-        self.count += len(data)
-        if self.count > self._limit:
-            raise ExtractionFailed(
-                "zip_bomb",
-                _("« %(name)s » se décompresse au-delà de %(max)d Mo : lecture arrêtée "
-                  "(bombe de décompression probable).", name=self._label,
-                  max=self._limit // (1024 * 1024)),
-            )
-        buffer[: len(data)] = data
-        return len(data)
+    @property
+    def output_bytes(self) -> int:
+        # The text as JSON: at most 6 bytes a character (\uXXXX escapes), plus the envelope.
+        return self.max_chars * 6 + 64 * 1024
 
 
-class _TextBudget:
-    def __init__(self, limit: int = MAX_TEXT_CHARS):
-        self.parts: list[str] = []
-        self.size = 0
-        self.limit = limit
-
-    def add(self, text: str) -> bool:
-        """Append text; return False once the budget is spent."""
-        if not text:
-            return self.size < self.limit
-        room = self.limit - self.size
-        if room <= 0:
-            return False
-        text = text[:room]
-        self.parts.append(text)
-        self.size += len(text)
-        return self.size < self.limit
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _xml_text(stream: BinaryIO, budget: _TextBudget, *, ooxml: bool) -> None:
-    """Collect the text of an office XML part into the budget, paragraph by paragraph."""
-    try:
-        for _event, elem in SafeET.iterparse(stream, events=("end",)):
-            name = _local(elem.tag)
-            if ooxml:
-                # OOXML keeps text in <w:t>/<a:t> runs inside <w:p>/<a:p> paragraphs.
-                if name == "t":
-                    more = budget.add(elem.text or "")
-                elif name == "p":
-                    more = budget.add("\n")
-                    elem.clear()
-                else:
-                    continue
-            elif name in ("p", "h"):
-                # ODF: paragraphs and headings hold the text, with spans nested inside.
-                more = budget.add("".join(elem.itertext()) + "\n")
-                elem.clear()
-            else:
-                continue
-            if not more:
-                return
-    except ExtractionFailed:
-        raise
-    except Exception as exc:  # defusedxml's refusals and plain parse errors alike
-        raise ExtractionFailed("malformed_xml",
-                               _("Le contenu XML du document est invalide : %(e)s.",
-                                 e=str(exc)[:200])) from exc
-
-
-def _office_text(fileobj: BinaryIO, content_type: str) -> str:
-    sniff.zip_is_sane(fileobj, max_total=MAX_ZIP_TOTAL, max_ratio=MAX_ZIP_RATIO)
-    fileobj.seek(0)
-    budget = _TextBudget()
-    try:
-        archive = zipfile.ZipFile(fileobj)
-    except zipfile.BadZipFile as exc:
-        raise ExtractionFailed("corrupt_archive",
-                               _("Le document bureautique est illisible : %(e)s.", e=str(exc))) from exc
-    with archive:
-        names = archive.namelist()
-        if "opendocument" in content_type:
-            members, ooxml = [n for n in ("content.xml", "meta.xml") if n in names], False
-        elif "wordprocessingml" in content_type:
-            members = [n for n in names if n == "word/document.xml"
-                       or n.startswith(("word/header", "word/footer", "word/footnotes"))]
-            ooxml = True
-        elif "spreadsheetml" in content_type:
-            members, ooxml = [n for n in names if n == "xl/sharedStrings.xml"], True
-        elif "presentationml" in content_type:
-            members = sorted(n for n in names if n.startswith("ppt/slides/slide") and n.endswith(".xml"))
-            ooxml = True
-        else:
-            return ""
-        for name in members:
-            with archive.open(name) as member:
-                bounded = io.BufferedReader(_Bounded(member, MAX_MEMBER_BYTES, name))
-                try:
-                    _xml_text(bounded, budget, ooxml=ooxml)
-                except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                    raise ExtractionFailed("corrupt_archive",
-                                           _("Le document bureautique est illisible : %(e)s.",
-                                             e=str(exc))) from exc
-            if budget.size >= budget.limit:
-                break
-    return budget.text()
-
-
-def _pdf_text(fileobj: BinaryIO) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError, PyPdfError
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    budget = _TextBudget()
-    try:
-        reader = PdfReader(fileobj, strict=False)
-        if reader.is_encrypted:
-            try:
-                reader.decrypt("")
-            except Exception as exc:
-                raise ExtractionFailed("encrypted_pdf",
-                                       _("Le PDF est chiffré : son texte ne peut pas être indexé.")) from exc
-        for index, page in enumerate(reader.pages):
-            if index >= MAX_PDF_PAGES:
-                break
-            if not budget.add((page.extract_text() or "") + "\n"):
-                break
-    except ExtractionFailed:
-        raise
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, RecursionError, OSError, AssertionError, ZeroDivisionError) as exc:
-        raise ExtractionFailed("malformed_pdf",
-                               _("Le PDF est endommagé ou mal formé : %(e)s.",
-                                 e=str(exc)[:200] or type(exc).__name__)) from exc
-    return budget.text()
-
-
-def _plain_text(fileobj: BinaryIO, content_type: str) -> str:
-    encoding = "utf-8"
-    if "charset=" in content_type:
-        encoding = content_type.split("charset=", 1)[1].strip() or "utf-8"
-    reader = io.TextIOWrapper(fileobj, encoding=encoding, errors="replace")
-    return reader.read(MAX_TEXT_CHARS)
+def _too_complex(why: str) -> ExtractionFailed:
+    return ExtractionFailed("too_complex",
+                            _("Texte non extrait : document trop complexe (%(why)s).", why=why))
 
 
 def extractable(content_type: str) -> bool:
@@ -209,19 +79,73 @@ def extractable(content_type: str) -> bool:
             or "opendocument" in base or "openxmlformats" in base)
 
 
-def extract_text(fileobj: BinaryIO, content_type: str) -> str:
-    """Return the text of a seekable file of the given (sniffed) content type."""
-    base = content_type.split(";", 1)[0]
-    if base == "application/pdf":
-        text = _pdf_text(fileobj)
-    elif "opendocument" in base or "openxmlformats" in base:
-        text = _office_text(fileobj, base)
-    elif base.startswith("text/") or base in ("application/xml", "message/rfc822"):
-        text = _plain_text(fileobj, content_type)
-    else:
-        return ""
-    # NUL bytes cannot be stored in PostgreSQL text columns.
-    return text.replace("\x00", " ")
+def _child_environment() -> dict[str, str]:
+    # Built from scratch: the child inherits none of the platform's secrets (database URLs,
+    # keys) from the worker's environment.
+    return {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "PYTHONPATH": _PACKAGE_ROOT, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def extract_file(path: str | os.PathLike, content_type: str, budget: Budget) -> str:
+    """Return the text of the file at `path`, read by a child process within `budget`.
+
+    Raise ExtractionFailed (code "too_complex" past a budget; the readers' codes otherwise);
+    OSError when no child could be started (the caller may retry later).
+    """
+    with tempfile.TemporaryDirectory(prefix="mutualis-extract-") as work:
+        output = Path(work) / "result.json"
+        errors = Path(work) / "stderr"
+        request = {"input": str(Path(path).resolve()), "content_type": content_type,
+                   "output": str(output), "cpu_seconds": budget.cpu_seconds,
+                   "memory_bytes": budget.memory_bytes, "output_bytes": budget.output_bytes,
+                   "max_chars": budget.max_chars, "max_pages": budget.max_pages}
+        with open(errors, "wb") as stderr:
+            child = subprocess.Popen(
+                [sys.executable, "-m", extractor.__name__, json.dumps(request)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env=_child_environment(), cwd=work, close_fds=True)
+            try:
+                status = child.wait(timeout=budget.wall_seconds)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                log.warning("text extraction killed after %ss", budget.wall_seconds)
+                raise _too_complex(_("plus de %(n)d s", n=budget.wall_seconds)) from None
+            except BaseException:
+                # The job itself is stopping (its own timeout, shutdown): never leave the child.
+                child.kill()
+                child.wait()
+                raise
+        if status in (-signal.SIGXCPU, -signal.SIGKILL):
+            raise _too_complex(_("plus de %(n)d s de calcul", n=budget.cpu_seconds))
+        if status == extractor.TOO_COMPLEX_EXIT:
+            raise _too_complex(_("plus de %(n)d Mo de mémoire",
+                                 n=budget.memory_bytes // (1024 * 1024)))
+        if status == -signal.SIGXFSZ:
+            raise _too_complex(_("texte trop long"))
+        if status != 0:
+            with open(errors, "rb") as stderr:
+                stderr.seek(max(0, errors.stat().st_size - 2000))
+                tail = stderr.read().decode("utf-8", errors="replace")
+            log.error("text extraction child ended with status %s: %s", status, tail)
+            raise ExtractionFailed("extractor_failed",
+                                   _("Texte non extrait : l'extraction s'est arrêtée "
+                                     "(code %(status)d).", status=status))
+        try:
+            with open(output, "rb") as result_file:
+                raw = result_file.read(budget.output_bytes + 1)
+            if len(raw) > budget.output_bytes:  # pragma: no cover - RLIMIT_FSIZE stops it first
+                raise _too_complex(_("texte trop long"))
+            result = json.loads(raw)
+        except (OSError, ValueError) as exc:
+            log.error("text extraction child left no readable result: %s", exc)
+            raise ExtractionFailed("extractor_failed",
+                                   _("Texte non extrait : l'extraction n'a rendu aucun "
+                                     "résultat.")) from None
+    if "text" in result:
+        return str(result["text"])[: budget.max_chars]
+    raise ExtractionFailed(str(result.get("code") or "unreadable")[:40],
+                           str(result.get("reason") or "")[:500])
 
 
 def enqueue_extraction(version: DocumentVersion) -> None:
