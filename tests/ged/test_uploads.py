@@ -117,3 +117,32 @@ def test_web_session_uploads_need_the_csrf_header(app, tenant_a, web):
         **TUS, "Upload-Offset": "0", "X-CSRFToken": token,
         "Content-Type": "application/offset+octet-stream"})
     assert done.status_code == 204 and done.headers["Document-Id"]
+
+
+BAD_COUNTS = ["²", "-1", "+5", "1e3", "0x10", "12 ", " 12", "abc", "", "1" * 20,
+              str(2 ** 63), "9" * 1000]
+
+
+def test_bad_upload_length_is_a_clear_400(app, tenant_a, api):
+    """Upload-Length: ² used to pass str.isdigit() and make int() raise: a 500."""
+    client = api(tenant_a)
+    for raw in BAD_COUNTS:
+        response = client.post("/api/v1/uploads", headers={**TUS, "Upload-Length": raw})
+        assert response.status_code == 400, (raw, response.status_code)
+        assert response.get_json()["error"]["code"] == "upload_length"
+    # A well-formed but huge length is the tus 413 (above Tus-Max-Size), not a 500 either.
+    huge = client.post("/api/v1/uploads", headers={**TUS, "Upload-Length": str(2 ** 63 - 1)})
+    assert huge.status_code == 413
+
+
+def test_bad_upload_offset_is_a_clear_400(app, tenant_a, api):
+    client = api(tenant_a)
+    created = client.post("/api/v1/uploads", headers={**TUS, "Upload-Length": "100",
+                                                      "Upload-Metadata": meta(filename="x.pdf")})
+    location = created.headers["Location"]
+    for raw in BAD_COUNTS:
+        response = client.patch(location, data=b"%PDF", headers={
+            **TUS, "Upload-Offset": raw, "Content-Type": "application/offset+octet-stream"})
+        assert response.status_code == 400, (raw, response.status_code)
+        assert response.get_json()["error"]["code"] == "upload_offset"
+    assert client.head(location, headers=TUS).headers["Upload-Offset"] == "0"
