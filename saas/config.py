@@ -38,6 +38,9 @@ SETTING_KEYS = (
     # Sections: GED_* → Settings.ged, JOBS_* (and the two worker names below) → Settings.jobs.
     "GED_MAX_UPLOAD",
     "GED_UPLOAD_CHUNK",
+    "GED_MAX_PENDING_UPLOADS",
+    "GED_VERIFY_WHOLE_BELOW",
+    "GED_SCRUB_BATCH_BYTES",
     "JOBS_LEASE_SECONDS",
     "JOBS_RECONCILE_SECONDS",
     "JOBS_DISPATCH_GRACE_SECONDS",
@@ -61,6 +64,13 @@ class GedSettings:
     max_upload: int = 2 * 1024 ** 3
     # Largest piece of a resumable (tus) upload the server asks for, in bytes.
     upload_chunk: int = 8 * 1024 * 1024
+    # Resumable uploads one person may have in progress at once (each reserves its length).
+    max_pending_uploads: int = 4
+    # Files up to this size are hashed whole before the first byte is served (a mismatch is a
+    # clean error, and any Range of them is checked); larger ones are checked on the fly.
+    verify_whole_below: int = 4 * 1024 * 1024
+    # Bytes one integrity-scrub job reads before handing over to the next (see ged.scrub).
+    scrub_batch_bytes: int = 2 * 1024 ** 3
 
 
 @dataclass(frozen=True)
@@ -250,6 +260,11 @@ def _ged_settings(get) -> GedSettings:
     return GedSettings(
         max_upload=_number(get, "GED_MAX_UPLOAD", defaults.max_upload, int),
         upload_chunk=_number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int),
+        max_pending_uploads=_number(get, "GED_MAX_PENDING_UPLOADS",
+                                    defaults.max_pending_uploads, int),
+        verify_whole_below=_number(get, "GED_VERIFY_WHOLE_BELOW", defaults.verify_whole_below,
+                                   int),
+        scrub_batch_bytes=_number(get, "GED_SCRUB_BATCH_BYTES", defaults.scrub_batch_bytes, int),
     )
 
 

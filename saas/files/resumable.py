@@ -186,13 +186,15 @@ def receive_pieces(tenant, upload: ResumableUpload, stream: BinaryIO, *, piece_s
     while upload.offset < upload.length:
         size = min(piece_size, upload.length - upload.offset)
         key = f"{PIECES_PREFIX}{upload.id}/{len(upload.parts):05d}"
+        piece = Piece(stream, size, head)
         try:
-            info = store.put(tenant, key, Piece(stream, size, head), length=size,
+            info = store.put(tenant, key, piece, length=size,
                              content_type="application/octet-stream")
         except ValueError:
             # The body ended before a whole piece: keep what was complete, say where we are.
             break
-        head = b""
+        # A piece smaller than the sniffed head leaves the rest of the head to the next one.
+        head = piece.unread_head
         upload.parts = [*upload.parts, {"key": info.key, "version_id": info.version_id,
                                         "size": info.size}]
         upload.offset += info.size
