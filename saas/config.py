@@ -255,11 +255,21 @@ def _number(get, key: str, default, kind=float):
     return value
 
 
+# S3 composes (and so the resumable uploads' pieces) need parts of at least 5 MiB
+# (saas.storage.base.MIN_COMPOSE_PART, which this layer cannot import).
+_MIN_UPLOAD_CHUNK = 5 * 1024 * 1024
+
+
 def _ged_settings(get) -> GedSettings:
     defaults = GedSettings()
+    chunk = _number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int)
+    if chunk < _MIN_UPLOAD_CHUNK:
+        raise ConfigError(f"SAAS_GED_UPLOAD_CHUNK doit valoir au moins {_MIN_UPLOAD_CHUNK} "
+                          f"octets (5 Mio, la plus petite part qu'un assemblage S3 accepte) : "
+                          f"reçu {chunk}.")
     return GedSettings(
         max_upload=_number(get, "GED_MAX_UPLOAD", defaults.max_upload, int),
-        upload_chunk=_number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int),
+        upload_chunk=chunk,
         max_pending_uploads=_number(get, "GED_MAX_PENDING_UPLOADS",
                                     defaults.max_pending_uploads, int),
         verify_whole_below=_number(get, "GED_VERIFY_WHOLE_BELOW", defaults.verify_whole_below,

@@ -267,3 +267,15 @@ def test_concurrent_creations_cannot_share_the_last_room(app, make_tenant, api):
     for t in threads:
         t.join(60)
     assert sorted(statuses) == [201] + [413] * 7, statuses
+
+
+def test_a_piece_size_s3_cannot_compose_is_refused_at_start(tmp_path):
+    """A chunk below 5 MiB used to be accepted, then every multi-piece upload failed (a 500)."""
+    import pytest
+
+    from saas.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="SAAS_GED_UPLOAD_CHUNK"):
+        load_settings({"INSTANCE_PATH": str(tmp_path), "GED_UPLOAD_CHUNK": "1024"})
+    settings = load_settings({"INSTANCE_PATH": str(tmp_path), "GED_UPLOAD_CHUNK": str(CHUNK)})
+    assert settings.ged.upload_chunk == CHUNK
