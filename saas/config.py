@@ -53,6 +53,9 @@ SETTING_KEYS = (
     "GED_EXTRACT_WALL_SECONDS",
     "GED_EXTRACT_MAX_PAGES",
     "GED_EXTRACT_MAX_CHARS",
+    "GED_MAX_PENDING_UPLOADS",
+    "GED_VERIFY_WHOLE_BELOW",
+    "GED_SCRUB_BATCH_BYTES",
     "JOBS_LEASE_SECONDS",
     "JOBS_RECONCILE_SECONDS",
     "JOBS_DISPATCH_GRACE_SECONDS",
@@ -107,6 +110,13 @@ class GedSettings:
     extract_wall_seconds: float = 120.0
     extract_max_pages: int = 2000
     extract_max_chars: int = 400_000
+    # Resumable uploads one person may have in progress at once (each reserves its length).
+    max_pending_uploads: int = 4
+    # Files up to this size are hashed whole before the first byte is served (a mismatch is a
+    # clean error, and any Range of them is checked); larger ones are checked on the fly.
+    verify_whole_below: int = 4 * 1024 * 1024
+    # Bytes one integrity-scrub job reads before handing over to the next (see ged.scrub).
+    scrub_batch_bytes: int = 2 * 1024 ** 3
 
 
 @dataclass(frozen=True)
@@ -337,11 +347,20 @@ def _http_settings(get) -> HttpSettings:
     return http
 
 
+# S3 composes (and so the resumable uploads' pieces) need parts of at least 5 MiB
+# (saas.storage.base.MIN_COMPOSE_PART, which this layer cannot import).
+_MIN_UPLOAD_CHUNK = 5 * 1024 * 1024
+
+
 def _ged_settings(get) -> GedSettings:
     defaults = GedSettings()
+    chunk = _number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int)
+    if chunk < _MIN_UPLOAD_CHUNK:
+        raise ConfigError(f"SAAS_GED_UPLOAD_CHUNK doit valoir au moins {_MIN_UPLOAD_CHUNK} "
+                          f"octets (5 Mio, la plus petite part qu'un assemblage S3 accepte) : "
+                          f"reçu {chunk}.")
     return GedSettings(
         max_upload=_number(get, "GED_MAX_UPLOAD", defaults.max_upload, int),
-        upload_chunk=_number(get, "GED_UPLOAD_CHUNK", defaults.upload_chunk, int),
         extract_cpu_seconds=_number(get, "GED_EXTRACT_CPU_SECONDS", defaults.extract_cpu_seconds,
                                     int),
         extract_memory_bytes=_number(get, "GED_EXTRACT_MEMORY_BYTES",
@@ -350,6 +369,12 @@ def _ged_settings(get) -> GedSettings:
                                      defaults.extract_wall_seconds),
         extract_max_pages=_number(get, "GED_EXTRACT_MAX_PAGES", defaults.extract_max_pages, int),
         extract_max_chars=_number(get, "GED_EXTRACT_MAX_CHARS", defaults.extract_max_chars, int),
+        upload_chunk=chunk,
+        max_pending_uploads=_number(get, "GED_MAX_PENDING_UPLOADS",
+                                    defaults.max_pending_uploads, int),
+        verify_whole_below=_number(get, "GED_VERIFY_WHOLE_BELOW", defaults.verify_whole_below,
+                                   int),
+        scrub_batch_bytes=_number(get, "GED_SCRUB_BATCH_BYTES", defaults.scrub_batch_bytes, int),
     )
 
 

@@ -17,10 +17,12 @@ Public functions:
 - `receive.receive_file(tenant, request, *, store_file, read_fields, max_size, csrf_check)` → the stored
   file and its fields, from a streamed multipart/form-data request.
 - `serve.serve(tenant, ServedFile, *, inline)` → a streamed response with ETag, 304, one
-  Range and a SHA-256 re-check (`IntegrityError`).
+  Range and a SHA-256 re-check: files up to `ServedFile.verify_whole_below` hashed before the
+  first byte (a clean 500 `integrity_error`), larger ones read whole (with or without a
+  Range) hashed on the fly (`IntegrityError` cuts the body short).
 - `resumable`: tus 1.0.0 — `protocol_headers`, `check_version`, `declared_length`,
   `parse_metadata`, `check_patch_type`, `check_offset`, `offset_headers`, `lost_upload`,
-  `receive_pieces`, `pieces`, `delete_pieces`, `sweep_pieces`.
+  `receive_pieces`, `pieces`, `delete_pieces`, `sweep_pieces`, `byte_count`.
 - `streams`: `StreamingForm`, `FormError`, `HeadThenStream`, `Piece`, `read_head`,
   `RangedObjectFile`.
 """

@@ -20,6 +20,7 @@ HTTP operations; this module reads the protocol's headers and moves the pieces.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -40,6 +41,10 @@ from saas.storage.base import ObjectNotFound
 TUS_VERSION = "1.0.0"
 UPLOAD_LIFETIME = timedelta(hours=24)
 PIECES_PREFIX = "uploads/"
+# A byte count in a header: ASCII digits only (str.isdigit() also takes "²" or "٣", which int()
+# then refuses or reads as another number), and no more than a BIGINT column holds.
+_BYTE_COUNT = re.compile(r"[0-9]{1,19}")
+MAX_BYTE_COUNT = 2 ** 63 - 1
 
 
 class ResumableUpload(Protocol):
@@ -85,14 +90,26 @@ def declared_length(req: Request) -> int:
     if req.headers.get("Upload-Defer-Length"):
         raise AppError(400, "defer_length", _("La taille du fichier doit être annoncée "
                                               "(Upload-Length)."))
-    raw = req.headers.get("Upload-Length", "")
-    if not raw.isdigit():
-        raise AppError(400, "upload_length", _("En-tête Upload-Length manquant ou invalide."))
-    length = int(raw)
+    length = byte_count(req.headers.get("Upload-Length"))
+    if length is None:
+        raise AppError(400, "upload_length", _("En-tête Upload-Length manquant ou invalide : "
+                                               "un nombre d'octets en chiffres (0-9) est attendu."))
     if length == 0:
         raise AppError(422, "empty_file", _("Le fichier est vide (0 octet) : choisissez un fichier "
                                             "qui a un contenu."))
     return length
+
+
+def byte_count(raw: str | None) -> int | None:
+    """A header's non-negative byte count, or None when it is missing or not one.
+
+    Only ASCII digits, at most 19 of them and below 2**63: "-1", "²", "1e3", " 12" or a
+    thousand digits are not byte counts.
+    """
+    if raw is None or not _BYTE_COUNT.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if value <= MAX_BYTE_COUNT else None
 
 
 def parse_metadata(header: str | None, keys: Iterable[str]) -> dict[str, str]:
@@ -126,13 +143,15 @@ def check_patch_type(req: Request) -> None:
 
 def check_offset(req: Request, upload: ResumableUpload) -> None:
     """A PATCH continues from the server's offset (400 when missing, 409 with the offset)."""
-    raw = req.headers.get("Upload-Offset", "")
-    if not raw.isdigit():
-        raise AppError(400, "upload_offset", _("En-tête Upload-Offset manquant ou invalide."))
-    if int(raw) != upload.offset:
+    offset = byte_count(req.headers.get("Upload-Offset"))
+    if offset is None:
+        raise AppError(400, "upload_offset", _("En-tête Upload-Offset manquant ou invalide : "
+                                               "un nombre d'octets en chiffres (0-9) est attendu."))
+    if offset != upload.offset:
         raise AppError(409, "offset_mismatch",
-                       _("Décalage %(got)s différent de celui du serveur (%(have)d) : "
-                         "interrogez l'envoi (HEAD) puis reprenez.", got=raw, have=upload.offset),
+                       _("Décalage %(got)d différent de celui du serveur (%(have)d) : "
+                         "interrogez l'envoi (HEAD) puis reprenez.", got=offset,
+                         have=upload.offset),
                        {"offset": upload.offset})
 
 
@@ -176,13 +195,15 @@ def receive_pieces(tenant, upload: ResumableUpload, stream: BinaryIO, *, piece_s
     while upload.offset < upload.length:
         size = min(piece_size, upload.length - upload.offset)
         key = f"{PIECES_PREFIX}{upload.id}/{len(upload.parts):05d}"
+        piece = Piece(stream, size, head)
         try:
-            info = store.put(tenant, key, Piece(stream, size, head), length=size,
+            info = store.put(tenant, key, piece, length=size,
                              content_type="application/octet-stream")
         except ValueError:
             # The body ended before a whole piece: keep what was complete, say where we are.
             break
-        head = b""
+        # A piece smaller than the sniffed head leaves the rest of the head to the next one.
+        head = piece.unread_head
         upload.parts = [*upload.parts, {"key": info.key, "version_id": info.version_id,
                                         "size": info.size}]
         upload.offset += info.size

@@ -1,4 +1,16 @@
-"""Serve a stored file: ETag (its SHA-256), 304, one Range (206/416), a SHA-256 re-check."""
+"""Serve a stored file: ETag (its SHA-256), 304, one Range (206/416), a SHA-256 re-check.
+
+What is checked against the SHA-256 and size recorded at upload, before or while sending:
+
+- a file up to `ServedFile.verify_whole_below` bytes is read and hashed whole before the first
+  byte goes out, for a full GET and for any range of it: a mismatch is a clean 500, never a
+  body;
+- a larger file asked whole (no Range, `bytes=0-`, `bytes=0-<size-1>`) is hashed on the fly
+  and its last chunk held back until the hash matched: a mismatch cuts the body short;
+- a partial range of a larger file cannot be hashed without reading the whole object, so only
+  what the store says of the object is checked (its size, and the SHA-256 it recorded when it
+  has one); the integrity scrub finds the rest.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +47,8 @@ class ServedFile:
     filename: str
     # Names the file in logs (the feature's row id).
     label: str
+    # Up to this size the file is read and hashed whole before any byte is sent (0: never).
+    verify_whole_below: int = 0
 
 
 def content_disposition(filename: str, inline: bool) -> str:
@@ -62,8 +76,8 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 def serve(tenant, file: ServedFile, *, inline: bool = False) -> Response:
     """Serve a file's bytes from `tenant`'s bucket: ETag, 304, Range (206/416), streaming.
 
-    A full read is re-hashed on the fly; the last chunk is held back until the SHA-256 matches,
-    so corrupted bytes never arrive as a complete, valid-looking response.
+    Checked against the recorded SHA-256 as the module docstring says: small files whole before
+    sending, any read of a whole larger file on the fly with its last chunk held back.
     """
     etag = f'"{file.sha256}"'
     inline = inline and file.content_type.split(";", 1)[0] in INLINE_TYPES
@@ -89,7 +103,8 @@ def serve(tenant, file: ServedFile, *, inline: bool = False) -> Response:
     if byte_range is not None and if_range and if_range.strip() != etag:
         byte_range = None  # the client's copy is another version: send the whole thing
     # A Range header werkzeug could not parse (or several ranges) is ignored, as RFC 9110 allows.
-    store = get_store()
+    start, stop = 0, size
+    ranged = False
     if byte_range is not None and len(byte_range.ranges) == 1:
         bounds = byte_range.range_for_length(size)
         if bounds is None:
@@ -97,28 +112,76 @@ def serve(tenant, file: ServedFile, *, inline: bool = False) -> Response:
                            _("Plage d'octets invalide : le fichier fait %(n)d octets.", n=size),
                            {"size": size}, headers={"Content-Range": f"bytes */{size}"})
         start, stop = bounds
-        try:
+        ranged = True
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    headers["Content-Length"] = str(stop - start)
+    status = 206 if ranged else 200
+    if size <= file.verify_whole_below:
+        body = _read_verified(tenant, file)
+        return Response(body[start:stop], status=status, headers=headers,
+                        mimetype=file.content_type, direct_passthrough=True)
+    whole = start == 0 and stop == size
+    store = get_store()
+    try:
+        if whole:
+            reader = store.get(tenant, file.key, version_id=file.version_id)
+        else:
             reader = store.get(tenant, file.key, version_id=file.version_id,
                                offset=start, length=stop - start)
-        except ObjectNotFound:
-            raise _missing(file) from None
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        headers["Content-Length"] = str(stop - start)
-        response = Response(_plain(reader), status=206, headers=headers,
-                            mimetype=file.content_type, direct_passthrough=True)
-        response.call_on_close(reader.close)
-        return response
-    try:
-        reader = store.get(tenant, file.key, version_id=file.version_id)
     except ObjectNotFound:
         raise _missing(file) from None
-    headers["Content-Length"] = str(size)
+    try:
+        _check_described(reader.info, file)
+    except AppError:
+        reader.close()
+        raise
     # The body is sent after the view returned, when the session is gone: plain values only.
-    response = Response(_verified(reader, file.sha256, f"{file.label} ({file.key})"),
-                        status=200, headers=headers, mimetype=file.content_type,
+    chunks = (_verified(reader, file.sha256, _label(file)) if whole else _plain(reader))
+    response = Response(chunks, status=status, headers=headers, mimetype=file.content_type,
                         direct_passthrough=True)
     response.call_on_close(reader.close)
     return response
+
+
+def _label(file: ServedFile) -> str:
+    return f"{file.label} ({file.key})"
+
+
+def _integrity_error(file: ServedFile, why: str) -> AppError:
+    log.error("integrity: %s %s; not served", _label(file), why)
+    return AppError(500, "integrity_error",
+                    _("Le fichier de cette version ne correspond plus à son empreinte SHA-256 : "
+                      "il n'est pas envoyé, l'équipe technique a été prévenue."))
+
+
+def _check_described(info, file: ServedFile) -> None:
+    """What the store says of the object (size, recorded SHA-256) must match the file's."""
+    if info.size != file.size:
+        raise _integrity_error(file, f"is {info.size} bytes in the store, {file.size} recorded")
+    if info.sha256 and info.sha256 != file.sha256:
+        raise _integrity_error(file, "carries another SHA-256 in the store")
+
+
+def _read_verified(tenant, file: ServedFile) -> bytes:
+    """The whole (small) file, once its size and SHA-256 matched; AppError 500 otherwise."""
+    try:
+        reader = get_store().get(tenant, file.key, version_id=file.version_id)
+    except ObjectNotFound:
+        raise _missing(file) from None
+    with reader:
+        _check_described(reader.info, file)
+        digest = hashlib.sha256()
+        parts = []
+        count = 0
+        for chunk in reader:
+            count += len(chunk)
+            if count > file.size:
+                raise _integrity_error(file, "reads back longer than recorded")
+            digest.update(chunk)
+            parts.append(chunk)
+    if count != file.size or digest.hexdigest() != file.sha256:
+        raise _integrity_error(file, "reads back with another SHA-256")
+    return b"".join(parts)
 
 
 def _missing(file: ServedFile) -> AppError:

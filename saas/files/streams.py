@@ -301,6 +301,11 @@ class Piece:
         self._left -= len(data)
         return data
 
+    @property
+    def unread_head(self) -> bytes:
+        """What is left of `head` once the piece is read (the next piece starts with it)."""
+        return self._head
+
 
 def read_head(stream, size: int) -> bytes:
     """Read up to `size` bytes, looping over short reads, stopping at EOF."""

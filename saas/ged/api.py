@@ -477,7 +477,8 @@ UPLOADS_PATH = "/uploads"
                                   "(filename, title, type, classification, tags, document_id pour une "
                                   "nouvelle version…). Authentification : jeton Bearer, ou cookie de "
                                   "session et en-tête X-CSRFToken.",
-                      errors={412: "Version tus non prise en charge.", 413: "Trop volumineux ou quota dépassé."})
+                      errors={412: "Version tus non prise en charge.", 413: "Trop volumineux ou quota dépassé.",
+                              429: "Trop d'envois reprenables en cours pour cette personne."})
 def create_upload():
     resumable.check_version(request)
     length = resumable.declared_length(request)

@@ -317,3 +317,26 @@ class SearchEntry(db.Model):
     head_vector = mapped_column(TSVector, nullable=False)
     # Head plus extracted text (D): what the GIN index matches on.
     search_vector = mapped_column(TSVector, nullable=False)
+
+
+class ScrubRun(UUIDPk, TenantScoped, db.Model):
+    """One integrity scrub of a commune: every version's bytes against its SHA-256 and size.
+
+    A run goes over the versions in id order, a bounded number of bytes per job, `cursor`
+    being the last version checked; `problems` lists the mismatched and missing ones
+    ({"document_id", "version", "version_id", "kind"}), the first MAX_PROBLEMS of them.
+    """
+
+    __tablename__ = "ged_scrub_runs"
+
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
+                                                 index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cursor: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    steps: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    checked: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    ok: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    mismatched: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    missing: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    bytes_read: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    problems: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)

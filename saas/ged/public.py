@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 from saas.auth.actor import Actor
 from saas.ged.models import DocType, Document, DocumentVersion
-from saas.ged.services import access, documents, intake
+from saas.ged.services import access, documents, intake, integrity
 from saas.ged.services.documents import served_file
+from saas.ged.services.integrity import ScrubSummary
 from saas.storage import ObjectReader, get_store
 from saas.tenancy.current import current_tenant
 
@@ -33,9 +34,16 @@ __all__ = [
     "create_document_from_stream",
     "get_document",
     "get_version",
+    "last_scrub",
+    "ScrubSummary",
     "open_version",
     "served_file",
 ]
+
+
+def last_scrub() -> ScrubSummary | None:
+    """The current commune's latest finished integrity scrub (counts, affected documents)."""
+    return integrity.last_scrub()
 
 
 def get_document(document_id: uuid.UUID | str, actor: Actor) -> Document | None:

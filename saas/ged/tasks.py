@@ -1,4 +1,5 @@
-"""GED jobs: text extraction, trash purge, retention sweep (bordereaux), orphan-object sweep.
+"""GED jobs: text extraction, trash purge, retention sweep (bordereaux), orphan-object sweep,
+integrity scrub.
 
 Each is a plain function (callable from tests and the CLI) declared as a job kind; the sweeps
 recur per commune through the scheduler. The work itself is in services.
@@ -19,7 +20,7 @@ from flask_babel import gettext as _
 from saas.config import current_settings
 from saas.extensions import db
 from saas.ged.models import Document, DocumentVersion, ExtractionState
-from saas.ged.services import extraction, intake, retention, uploads
+from saas.ged.services import extraction, intake, integrity, retention, uploads
 from saas.ged.services.search import refresh_search
 from saas.jobs import PermanentError, QueueNames, TransientError, job_kind, periodic
 from saas.modelbase import utcnow
@@ -143,6 +144,26 @@ def sweep_orphans_job(grace_seconds: float | None = None) -> dict:
     return sweep_orphans(grace_seconds)
 
 
+def integrity_scrub(run_id: str | None = None) -> dict:
+    """Check the next versions of the commune's integrity scrub (a new run when none is open)."""
+    try:
+        run = integrity.scrub_step(current_tenant(), run_id)
+    except StorageError as exc:
+        raise TransientError(_("Stockage indisponible : %(e)s", e=str(exc)[:200])) from exc
+    if run is None:
+        return {"state": "busy"}
+    return {"run": str(run.id), "finished": run.finished_at is not None, "checked": run.checked,
+            "ok": run.ok, "mismatched": run.mismatched, "missing": run.missing}
+
+
+@job_kind(integrity.SCRUB_KIND, queue=QueueNames.MAINTENANCE, timeout=3600, max_attempts=5,
+          backoff=300)
+def integrity_scrub_job(run_id: str | None = None) -> dict:
+    """Job: one bounded step of a commune's integrity scrub (see services/integrity.py)."""
+    return integrity_scrub(run_id)
+
+
 periodic("ged.purge_trash", "ged.purge_trash", daily_at="01:30", per_tenant=True)
 periodic("ged.retention_sweep", "ged.retention_sweep", daily_at="04:00", per_tenant=True)
 periodic("ged.sweep_orphans", "ged.sweep_orphans", daily_at="04:30", per_tenant=True)
+periodic("ged.integrity_scrub", integrity.SCRUB_KIND, daily_at="02:00", per_tenant=True)

@@ -8,8 +8,9 @@
     classification  the filing plan
     retention       DUA, trash purge, bordereaux d'élimination, destruction
     shares          read-only shares with other communes
-    quota           per-file limit, quota, usage counter and reports
-    uploads         resumable (tus) uploads
+    quota           per-file limit, quota (used + reserved by uploads), usage counter, reports
+    uploads         resumable (tus) uploads: reservation, per-person cap, filing
+    integrity       the integrity scrub: every version's bytes against its SHA-256 and size
     extraction      text extraction for the index
     validation      cleaned text, 422 naming the bad fields
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from saas.audit.services import record
 from saas.auth.actor import Actor
+from saas.config import current_settings
 from saas.errors import AppError
 from saas.extensions import db
 from saas.files.serve import ServedFile
@@ -110,7 +111,8 @@ def served_file(version: DocumentVersion) -> ServedFile:
     return ServedFile(key=version.object_key, version_id=version.object_version_id,
                       size=version.size, sha256=version.sha256,
                       content_type=version.content_type, filename=version.filename,
-                      label=f"version {version.id}")
+                      label=f"version {version.id}",
+                      verify_whole_below=current_settings().ged.verify_whole_below)
 
 
 def _commit_or_delete_object(tenant: TenantSnapshot, key: str) -> None:

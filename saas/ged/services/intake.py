@@ -53,7 +53,9 @@ def ingest(tenant: TenantSnapshot, stream: BinaryIO, *, filename: str | None,
         limit, over_quota = status.remaining, True
 
     def on_limit(count: int) -> Exception:
-        return quota_error(tenant, count, status.used) if over_quota else too_large_error(count)
+        if over_quota:
+            return quota_error(tenant, count, status.used, status.reserved)
+        return too_large_error(count)
 
     return store_stream(tenant, new_object_key(document_id), stream, filename=filename,
                         limit=limit, on_limit=on_limit, metadata={"document": str(document_id)})

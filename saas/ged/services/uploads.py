@@ -2,6 +2,10 @@
 
 The protocol and the pieces are the byte pipeline's (saas/files/resumable.py); the completed
 file is composed by `store_pieces` and filed by `intake.file_stored`, exactly as a streamed one.
+
+An upload reserves its declared length in the commune's quota from its creation (see
+services/quota.py) until it completes, is terminated, or expires and is swept; a person has at
+most `GedSettings.max_pending_uploads` uploads in progress.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from saas.ged.models import Document, Upload
 from saas.ged.services.access import get_document
 from saas.ged.services.fields import parse_fields
 from saas.ged.services.intake import checked_fields, file_stored, new_object_key
-from saas.ged.services.quota import check_room
+from saas.ged.services.quota import reserve
 from saas.modelbase import utcnow
 from saas.tenancy.models import TenantSnapshot
 
@@ -47,7 +51,6 @@ def create_upload(tenant: TenantSnapshot, actor: Actor, length: int,
                   meta: dict[str, str]) -> Upload:
     """Open an upload of `length` bytes described by tus metadata (checked now, filed at the end)."""
     actor.require_writer(_("Votre rôle ne permet pas de déposer des documents."))
-    check_room(tenant, length)
     checked_fields(meta)
     document_id = None
     if meta.get("document_id"):
@@ -55,6 +58,14 @@ def create_upload(tenant: TenantSnapshot, actor: Actor, length: int,
         if document is None:
             raise _document_not_found()
         document_id = document.id
+    try:
+        # Under the commune's usage lock until the commit below: no other creation or deposit
+        # can take the same room, nor this person's last upload slot.
+        reserve(tenant, length)
+        _check_pending_count(actor)
+    except BaseException:
+        db.session.rollback()
+        raise
     upload = Upload(id=uuid.uuid4(), user_id=actor.user_id, length=length, offset=0, parts=[],
                     filename=sanitize_filename(meta.get("filename")),
                     fields={k: v for k, v in meta.items() if k not in ("filename", "document_id")},
@@ -63,6 +74,23 @@ def create_upload(tenant: TenantSnapshot, actor: Actor, length: int,
     db.session.add(upload)
     db.session.commit()
     return upload
+
+
+def pending_uploads_of(user_id: uuid.UUID | None) -> int:
+    """How many uploads `user_id` has in progress in the current commune (not expired)."""
+    return int(db.session.execute(
+        sa.select(sa.func.count()).select_from(Upload).where(
+            Upload.user_id == user_id, Upload.completed_at.is_(None),
+            Upload.expires_at > utcnow())).scalar_one())
+
+
+def _check_pending_count(actor: Actor) -> None:
+    cap = current_settings().ged.max_pending_uploads
+    if pending_uploads_of(actor.user_id) >= cap:
+        raise AppError(429, "too_many_uploads",
+                       _("Vous avez déjà %(n)d envois reprenables en cours : terminez-en un ou "
+                         "abandonnez-le avant d'en commencer un autre.", n=cap),
+                       {"max_pending_uploads": cap})
 
 
 def get_upload(upload_id: uuid.UUID, actor: Actor, *, lock: bool = False) -> Upload:
@@ -112,6 +140,10 @@ def _complete(tenant: TenantSnapshot, upload: Upload, actor: Actor) -> Upload:
         terminate(tenant, upload)
         raise
     upload_id = upload.id
+    # Complete in the filing's transaction: the upload's reservation gives way to the
+    # document's usage at once (a failed filing rolls both back).
+    upload.completed_at = utcnow()
+    db.session.flush()
     filed = file_stored(tenant, stored, document_id=document_id, document=document,
                         fields=parse_fields(dict(upload.fields or {})), actor=actor)
     upload = db.session.execute(sa.select(Upload).where(Upload.id == upload_id)).scalar_one()
