@@ -383,7 +383,9 @@ def share_json(share) -> dict:
 
 
 @operations.operation("GET", "/shares", summary="Les partages accordés par la commune", tags=("partages",),
-               response=SHARE, paginated=True)
+               response=SHARE, paginated=True, roles=("admin", "agent"),
+               description="Les élus ne voient pas les partages : ils ne lisent que les documents "
+                           "qui les désignent.")
 def list_shares():
     stmt = sa.select(Share).order_by(Share.created_at.desc(), Share.id)
     return paginate(stmt, share_json)
