@@ -153,14 +153,22 @@ class Document(UUIDPk, Timestamps, TenantScoped, db.Model):
 
     @property
     def retention_end(self) -> date | None:
-        """The day the durée d'utilité administrative ends (None: no DUA set)."""
+        """The day the durée d'utilité administrative ends (None: no DUA set).
+
+        Never fails, whatever the row holds: an end past the calendar (year 9999) is the last
+        day of the calendar, so the document stays held rather than becoming deletable.
+        """
         if self.retention_years is None:
             return None
+        year = self.document_date.year + self.retention_years
+        if year > date.max.year:
+            return date.max
+        if year < date.min.year:  # a negative period written outside the application
+            return date.min
         try:
-            return self.document_date.replace(year=self.document_date.year + self.retention_years)
+            return self.document_date.replace(year=year)
         except ValueError:  # 29 February
-            return self.document_date.replace(year=self.document_date.year + self.retention_years,
-                                              day=28)
+            return self.document_date.replace(year=year, day=28)
 
 
 class DocumentVersion(UUIDPk, TenantScoped, db.Model):
