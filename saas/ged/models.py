@@ -132,6 +132,9 @@ class Document(UUIDPk, Timestamps, TenantScoped, db.Model):
     final_fate: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=FinalFate.CONSERVER)
     legal_hold: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=DocStatus.FINAL)
+    # When the document first became final (or archived): from then on its retention holds,
+    # whatever its status becomes (see services/retention.py). Never cleared by the application.
+    held_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_version_number: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     versions_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
