@@ -9,7 +9,7 @@ from flask import Response, current_app, request
 from flask_babel import gettext as _
 
 from saas.api import PREFIX
-from saas.api.helpers import iso, not_found, page_args, paginate
+from saas.api.helpers import iso, not_found, page_args, paginate, positive_int
 from saas.api.registry import Operations, QueryParam
 from saas.audit.services import record
 from saas.auth.actor import current_actor
@@ -195,10 +195,11 @@ def _version_number() -> int | None:
     raw = request.args.get("version")
     if raw in (None, ""):
         return None
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+    number = positive_int(raw)
+    if number is None:
         raise AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                        {"fields": {"version": _("doit être un entier positif")}})
-    return int(raw)
+    return number
 
 
 def _version_not_found(number: int) -> AppError:
