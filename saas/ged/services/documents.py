@@ -30,8 +30,8 @@ from saas.ged.services.access import require_writer, visible_clause
 from saas.ged.services.fields import DocumentFields
 from saas.ged.services.quota import add_usage
 from saas.ged.services.retention import (
-    hold_strength,
     check_retention_change,
+    hold_strength,
     note_status,
     retention_block,
 )
