@@ -9,7 +9,7 @@ from flask import Response, current_app, request
 from flask_babel import gettext as _
 
 from saas.api import PREFIX
-from saas.api.helpers import iso, not_found, page_args, paginate, positive_int
+from saas.api.helpers import iso, not_found, page_args, paginate
 from saas.api.registry import Operations, QueryParam
 from saas.audit.services import record
 from saas.auth.actor import current_actor
@@ -195,8 +195,9 @@ def _version_number() -> int | None:
     raw = request.args.get("version")
     if raw in (None, ""):
         return None
-    number = positive_int(raw)
-    if number is None:
+    # A large number is a version past the last (404); "²" or thousands of digits is no number.
+    number = int(raw) if len(raw) <= 40 and raw.isascii() and raw.isdigit() else 0
+    if number < 1:
         raise AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                        {"fields": {"version": _("doit être un entier positif")}})
     return number
