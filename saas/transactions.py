@@ -1,5 +1,11 @@
 """How a request's database transaction ends: COMMIT when it wrote nothing, ROLLBACK otherwise.
 
+A request that fails — an unhandled exception, or any answer with a status of 500 or more —
+always ends with ROLLBACK, whatever it executed: what is left of its transaction is never
+committed. (Services commit their own unit of work when it is complete; what can still fail
+after that, turning the data into an answer, must not be able to fail on stored data, see
+Document.retention_end.)
+
 For the data, committing a transaction that wrote nothing is the same as rolling it back. But
 psycopg forgets a connection's prepared statements on every ROLLBACK, and a request's session
 ends with one (Session.close()): then no query is ever prepared, and every request plans its
@@ -18,7 +24,7 @@ delivers, is not used by the platform.)
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, g
 from sqlalchemy.orm import Session
 
 # Division by zero when the transaction holds an id, i.e. wrote: the error stops the query
@@ -71,14 +77,29 @@ def end_read_only_transaction(session: Session) -> bool:
     return True
 
 
+_FAILED = "saas_request_failed"
+
+
 def init_app(app: Flask, db) -> None:
-    """End each app context's read-only transaction with COMMIT.
+    """End each app context's transaction: ROLLBACK when the request failed, else COMMIT if
+    it wrote nothing (ROLLBACK otherwise).
 
     Call after Flask-SQLAlchemy's init_app: teardowns run in reverse order, so this one runs
     before the session is removed.
     """
 
+    @app.after_request
+    def _note_server_error(response):
+        # Also run for the 500 answer Flask makes of an unhandled exception.
+        if response.status_code >= 500:
+            setattr(g, _FAILED, True)
+        return response
+
     @app.teardown_appcontext
-    def _end_read_only_transaction(exc) -> None:
-        if exc is None and db.session.registry.has():
-            end_read_only_transaction(db.session())
+    def _end_transaction(exc) -> None:
+        if not db.session.registry.has():
+            return
+        if exc is not None or g.get(_FAILED):
+            db.session.rollback()
+            return
+        end_read_only_transaction(db.session())

@@ -42,6 +42,16 @@ def fresh_app(app, app_overrides):
         db.session.get(ApiToken, token_id).name = "jamais écrit"
         return {"ok": True}  # never committed nor flushed: must not be written
 
+    @bp.get("/_tx/read-then-fail/<int:status>")
+    def read_then_fail(status):
+        db.session.execute(sa.select(ApiToken)).all()
+        raise AppError(status, "failed", "échec")
+
+    @bp.get("/_tx/read-then-raise")
+    def read_then_raise():
+        db.session.execute(sa.select(ApiToken)).all()
+        raise RuntimeError("unhandled")
+
     other = create_app(app_overrides)
     csrf.exempt(bp)  # bearer-authenticated calls, as on the API
     other.register_blueprint(bp)
@@ -195,3 +205,26 @@ def test_objects_read_before_the_commit_stay_readable_after_it(app, tenant_a, ma
         assert transactions.end_read_only_transaction(db.session()) is True
     db.session.remove()
     assert token.name == "test"  # detached, and still loaded: no refresh attempted
+
+
+@pytest.mark.parametrize("path", ["/_tx/read-then-fail/500", "/_tx/read-then-fail/503",
+                                  "/_tx/read-then-raise"])
+def test_a_request_that_fails_is_never_committed(fresh_app, tenant_a, make_token, path):
+    token, _user = make_token(tenant_a)
+    client = _client(fresh_app, tenant_a, token)
+    assert client.get("/api/v1/me").status_code == 200
+    fresh_app.config["PROPAGATE_EXCEPTIONS"] = False  # answer 500 as in production
+    counts, stop = _events(fresh_app)
+    try:
+        response = client.get(path)
+    finally:
+        stop()
+    assert response.status_code >= 500
+    assert counts["commit"] == 0 and counts["rollback"] >= 1
+    # A handled error below 500 still ends a read-only transaction with COMMIT.
+    counts, stop = _events(fresh_app)
+    try:
+        assert client.get("/_tx/read-then-fail/404").status_code == 404
+    finally:
+        stop()
+    assert counts == {"commit": 1, "rollback": 0}

@@ -16,6 +16,23 @@ from saas.extensions import db
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
+# Pages past this one are refused: their offset would leave PostgreSQL's integers.
+MAX_PAGE = 1_000_000
+# Digits read at most from a query parameter (int() of a huge string costs, then fails).
+_MAX_DIGITS = 18
+
+
+def positive_int(raw: str | None, maximum: int | None = None) -> int | None:
+    """The integer >= 1 that `raw` spells in ASCII digits (at most `maximum`), else None.
+
+    `str.isdigit()` alone is not enough: "²" is a digit to Python but not to int().
+    """
+    if not raw or len(raw) > _MAX_DIGITS or not raw.isascii() or not raw.isdigit():
+        return None
+    number = int(raw)
+    if number < 1 or (maximum is not None and number > maximum):
+        return None
+    return number
 
 
 def iso(value: datetime | None) -> str | None:
@@ -37,7 +54,8 @@ def page_args(default_per_page: int = DEFAULT_PER_PAGE,
     """Read and check ?page= and ?per_page= (422 naming the bad parameter)."""
     problems: dict[str, str] = {}
     values: dict[str, int] = {}
-    for name, default, upper in (("page", 1, None), ("per_page", default_per_page, max_per_page)):
+    for name, default, upper in (("page", 1, MAX_PAGE),
+                                 ("per_page", default_per_page, max_per_page)):
         raw = request.args.get(name)
         if raw is None or raw == "":
             values[name] = default
@@ -45,7 +63,7 @@ def page_args(default_per_page: int = DEFAULT_PER_PAGE,
         if not raw.isascii() or not raw.isdigit():
             problems[name] = _("doit être un entier positif")
             continue
-        number = int(raw)
+        number = int(raw) if len(raw) <= _MAX_DIGITS else upper + 1
         if number < 1:
             problems[name] = _("doit être supérieur ou égal à 1")
         elif upper is not None and number > upper:

@@ -27,6 +27,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
 
+from saas.api.helpers import MAX_PAGE
 from saas.api.validation import check_schema, validate, validation_error
 from saas.bodies import cap_body
 from saas.config import current_settings
@@ -88,7 +89,8 @@ class Operation:
 
 
 PAGINATION_PARAMS = (
-    QueryParam("page", {"type": "integer", "minimum": 1, "default": 1}, "Numéro de page (à partir de 1)."),
+    QueryParam("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+               "Numéro de page (à partir de 1)."),
     QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                "Éléments par page (100 au plus)."),
 )

@@ -195,10 +195,12 @@ def _version_number() -> int | None:
     raw = request.args.get("version")
     if raw in (None, ""):
         return None
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+    # A large number is a version past the last (404); "²" or thousands of digits is no number.
+    number = int(raw) if len(raw) <= 40 and raw.isascii() and raw.isdigit() else 0
+    if number < 1:
         raise AppError(422, "validation_error", _("Les données envoyées sont invalides."),
                        {"fields": {"version": _("doit être un entier positif")}})
-    return int(raw)
+    return number
 
 
 def _version_not_found(number: int) -> AppError:
@@ -383,7 +385,9 @@ def share_json(share) -> dict:
 
 
 @operations.operation("GET", "/shares", summary="Les partages accordés par la commune", tags=("partages",),
-               response=SHARE, paginated=True)
+               response=SHARE, paginated=True, roles=("admin", "agent"),
+               description="Les élus ne voient pas les partages : ils ne lisent que les documents "
+                           "qui les désignent.")
 def list_shares():
     stmt = sa.select(Share).order_by(Share.created_at.desc(), Share.id)
     return paginate(stmt, share_json)

@@ -132,6 +132,9 @@ class Document(UUIDPk, Timestamps, TenantScoped, db.Model):
     final_fate: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=FinalFate.CONSERVER)
     legal_hold: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=DocStatus.FINAL)
+    # When the document first became final (or archived): from then on its retention holds,
+    # whatever its status becomes (see services/retention.py). Never cleared by the application.
+    held_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_version_number: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     versions_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
@@ -153,14 +156,22 @@ class Document(UUIDPk, Timestamps, TenantScoped, db.Model):
 
     @property
     def retention_end(self) -> date | None:
-        """The day the durée d'utilité administrative ends (None: no DUA set)."""
+        """The day the durée d'utilité administrative ends (None: no DUA set).
+
+        Never fails, whatever the row holds: an end past the calendar (year 9999) is the last
+        day of the calendar, so the document stays held rather than becoming deletable.
+        """
         if self.retention_years is None:
             return None
+        year = self.document_date.year + self.retention_years
+        if year > date.max.year:
+            return date.max
+        if year < date.min.year:  # a negative period written outside the application
+            return date.min
         try:
-            return self.document_date.replace(year=self.document_date.year + self.retention_years)
+            return self.document_date.replace(year=year)
         except ValueError:  # 29 February
-            return self.document_date.replace(year=self.document_date.year + self.retention_years,
-                                              day=28)
+            return self.document_date.replace(year=year, day=28)
 
 
 class DocumentVersion(UUIDPk, TenantScoped, db.Model):

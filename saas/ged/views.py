@@ -19,6 +19,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_wtf.csrf import ValidationError, validate_csrf
 
+from saas.api.helpers import MAX_PAGE, positive_int
 from saas.audit.services import record
 from saas.auth.actor import current_actor
 from saas.config import current_settings
@@ -75,8 +76,16 @@ def _document_or_404(document_id, *, include_trash: bool = False):
 
 
 def _page() -> int:
+    """?page= (1 when absent or unreadable, the last possible page when too far)."""
     raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
+    if raw.isascii() and raw.isdigit() and len(raw) > len(str(MAX_PAGE)):
+        return MAX_PAGE
+    return min(positive_int(raw) or 1, MAX_PAGE)
+
+
+def _version() -> int | None:
+    """?version= (None, i.e. the current version, when absent or unreadable)."""
+    return positive_int(request.args.get("version"))
 
 
 def _paged(stmt):
@@ -175,8 +184,7 @@ def document(document_id: uuid.UUID, error: AppError | None = None, status: int 
 @bp.get("/documents/<uuid:document_id>/contenu")
 @member_required
 def content(document_id: uuid.UUID):
-    raw = request.args.get("version", "")
-    number = int(raw) if raw.isdigit() else None
+    number = _version()
     doc, version = access.get_document_version(document_id, number, current_actor())
     if version is None:
         abort(404)
@@ -331,8 +339,7 @@ def shared_content(document_id: uuid.UUID):
     if found is None:
         abort(404)
     doc, versions, owner = found
-    raw = request.args.get("version", "")
-    number = int(raw) if raw.isdigit() else doc.current_version_number
+    number = _version() or doc.current_version_number
     version = next((v for v in versions if v.number == number), None)
     if version is None:
         abort(404)

@@ -203,3 +203,33 @@ def test_an_archive_of_too_many_entries_is_refused_at_upload(app, tenant_a, api)
     assert error(response) == (422, "zip_bomb")
     assert "70000 fichiers" in response.get_json()["error"]["message"]
     nothing_left(tenant_a)
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "99999999999999999999", "1" * 5000, "-1", "0", "1.0"])
+def test_unreadable_page_and_version_are_422_not_500(app, tenant_a, api, value):
+    client = api(tenant_a)
+    doc = upload(client, make_pdf(), "a.pdf").get_json()
+    for path in ("/api/v1/documents", "/api/v1/trash", "/api/v1/shares", "/api/v1/shared-documents"):
+        for name in ("page", "per_page"):
+            response = client.get(path, query_string={name: value})
+            assert response.status_code == 422, (path, name, response.status_code)
+            assert name in response.get_json()["error"]["details"]["fields"]
+    content = client.get(f"/api/v1/documents/{doc['id']}/content", query_string={"version": value})
+    if value == "99999999999999999999":  # a number: a version past the last
+        assert content.get_json()["error"]["code"] == "version_not_found"
+    else:
+        assert content.status_code == 422
+        assert "version" in content.get_json()["error"]["details"]["fields"]
+    shared = client.get(f"/api/v1/shared-documents/{doc['id']}/content", query_string={"version": value})
+    assert shared.status_code in (404, 422)
+
+
+def test_the_last_page_that_can_exist_is_empty_not_an_error(app, tenant_a, api):
+    from saas.api.helpers import MAX_PAGE
+
+    client = api(tenant_a)
+    upload(client, make_pdf(), "a.pdf")
+    for path in ("/api/v1/documents", "/api/v1/trash"):
+        response = client.get(path, query_string={"page": MAX_PAGE, "per_page": 100})
+        assert response.status_code == 200 and response.get_json()["items"] == []
+        assert client.get(path, query_string={"page": MAX_PAGE + 1}).status_code == 422

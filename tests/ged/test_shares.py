@@ -141,3 +141,37 @@ def test_share_and_revoke_are_audited(app, tenant_a, tenant_b, api):
     with tenant_context(tenant_a):
         actions = db.session.execute(sa.select(AuditEvent.action)).scalars().all()
     assert "ged.share" in actions and "ged.revoke" in actions
+
+
+def test_a_suspended_communes_shares_serve_nothing(app, tenant_a, tenant_b, api, web):
+    from saas.tenancy.models import TenantStatus
+
+    owner, doc = _shared_setup(tenant_a, tenant_b, api)
+    assert owner.post("/api/v1/shares", json={"target": "commune-b", "document_id": doc["id"]}
+                      ).status_code == 201
+    reader = api(tenant_b, "agent")
+    page = web(tenant_b, "agent")
+    paths = (f"/api/v1/shared-documents/{doc['id']}", f"/api/v1/shared-documents/{doc['id']}/content")
+    assert [reader.get(p).status_code for p in paths] == [200, 200]
+    tenant_a.status = TenantStatus.SUSPENDED
+    db.session.commit()
+    assert reader.get("/api/v1/shared-documents").get_json()["total"] == 0
+    assert [reader.get(p).status_code for p in paths] == [404, 404]
+    assert page.get(f"/ged/partages/documents/{doc['id']}").status_code == 404
+    assert page.get(f"/ged/partages/documents/{doc['id']}/contenu").status_code == 404
+    assert doc["title"] not in page.get("/ged/partages").get_data(as_text=True)
+    tenant_a.status = TenantStatus.ACTIVE
+    db.session.commit()
+    assert reader.get(paths[0]).status_code == 200
+
+
+def test_elus_do_not_list_the_communes_shares(app, tenant_a, tenant_b, api):
+    owner, doc = _shared_setup(tenant_a, tenant_b, api)
+    assert owner.post("/api/v1/shares", json={"target": "commune-b", "document_id": doc["id"]}
+                      ).status_code == 201
+    elu = api(tenant_a, "elu")
+    refused = elu.get("/api/v1/shares")
+    assert refused.status_code == 403
+    assert doc["id"] not in refused.get_data(as_text=True)
+    assert api(tenant_a, "agent").get("/api/v1/shares").get_json()["total"] == 1
+    assert owner.get("/api/v1/shares").get_json()["total"] == 1

@@ -1,4 +1,15 @@
-"""Who sees which document of their commune, and the accessors that apply it (a 404 otherwise)."""
+"""Who sees which document of their commune, and the accessors that apply it (a 404 otherwise).
+
+The rule, written three times below (an SQL condition for lists, a Python test for a loaded
+row, a bound-parameter condition for the one-query hot path) and kept identical by
+tests/ged/test_visibility.py, which runs all three against the same matrix:
+
+- the system (jobs) and the commune's administrators see every document of the commune
+  (restricted ones are shown as restricted: admins answer for the whole commune's archives,
+  and no agent may hide a document from them);
+- agents see the documents open to all agents, those they deposited and those they are named on;
+- élus see the documents they deposited and those they are named on.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +25,18 @@ from saas.ged.models import Confidentiality, Document, DocumentAccess, DocumentV
 from saas.tenancy.scoping import prescoped
 
 
+def _sees_all(actor: Actor) -> bool:
+    """The system and the commune's administrators see every document of the commune."""
+    return actor.role in ("system", "admin")
+
+
 def visible_clause(actor: Actor):
     """SQL condition: the documents `actor` may see in their own commune (trash excluded)."""
-    if actor.role == "system":
+    if _sees_all(actor):
         return sa.true()
     listed = sa.exists().where(DocumentAccess.document_id == Document.id,
                                DocumentAccess.user_id == actor.user_id)
-    if actor.role in ("admin", "agent"):
+    if actor.role == "agent":
         return sa.or_(Document.confidentiality == Confidentiality.ALL_AGENTS,
                       Document.created_by == actor.user_id, listed)
     # Élus see the documents they are named on.
@@ -30,9 +46,9 @@ def visible_clause(actor: Actor):
 
 def can_see(document: Document, actor: Actor) -> bool:
     """Whether `actor` may see `document` of their own commune."""
-    if actor.role == "system":
+    if _sees_all(actor):
         return True
-    if actor.role in ("admin", "agent") and document.confidentiality == Confidentiality.ALL_AGENTS:
+    if actor.role == "agent" and document.confidentiality == Confidentiality.ALL_AGENTS:
         return True
     if document.created_by is not None and document.created_by == actor.user_id:
         return True
@@ -98,8 +114,8 @@ def get_document_version(document_id, number: int | None, actor: Actor
     if number is not None and not 0 < number < 2**31:
         number = 0  # no such version (and no integer overflow in SQL)
     row = db.session.execute(_DOCUMENT_AND_VERSION, {
-        "document_id": document_id, "number": number, "sees_all": actor.is_system,
-        "agent": actor.role in ("admin", "agent"), "user_id": actor.user_id,
+        "document_id": document_id, "number": number, "sees_all": _sees_all(actor),
+        "agent": actor.role == "agent", "user_id": actor.user_id,
     }).first()
     if row is None:
         return None, None

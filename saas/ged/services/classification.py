@@ -30,8 +30,8 @@ DEFAULT_FILING_PLAN: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = 
 def find_classification(value: str) -> Classification | None:
     """A classification of the current commune by code ("5.1") or id."""
     value = (value or "").strip()
-    if not value:
-        return None
+    if not value or len(value) > 64 or "\x00" in value:
+        return None  # no code nor id looks like that (and PostgreSQL text cannot hold a NUL)
     try:
         as_id = uuid.UUID(value)
     except ValueError:

@@ -30,7 +30,12 @@ from saas.ged.services import extraction
 from saas.ged.services.access import require_writer, visible_clause
 from saas.ged.services.fields import DocumentFields
 from saas.ged.services.quota import add_usage
-from saas.ged.services.retention import retention_block
+from saas.ged.services.retention import (
+    check_retention_change,
+    hold_strength,
+    note_status,
+    retention_block,
+)
 from saas.ged.services.search import refresh_search
 from saas.ged.services.validation import raise_problems
 from saas.modelbase import utcnow
@@ -82,6 +87,7 @@ def _apply_fields(document: Document, f: DocumentFields, *, creating: bool) -> N
         document.final_fate = f.final_fate
     if f.status is not None:
         document.status = f.status
+    note_status(document)
     if f.legal_hold is not None:
         document.legal_hold = f.legal_hold
 
@@ -209,13 +215,19 @@ def update_document(document: Document, fields: DocumentFields, actor: Actor) ->
     if fields.legal_hold is not None and fields.legal_hold != document.legal_hold:
         actor.require_admin()
     before = {"title": document.title, "type": document.doc_type,
-              "confidentiality": document.confidentiality, "legal_hold": document.legal_hold}
+              "confidentiality": document.confidentiality, "legal_hold": document.legal_hold,
+              "retention_years": document.retention_years, "final_fate": document.final_fate,
+              "document_date": document.document_date.isoformat()}
+    hold_before = hold_strength(document)
     _apply_fields(document, fields, creating=False)
+    check_retention_change(document, hold_before, actor)
     _set_access(document, fields.access_user_ids)
     refresh_search(document)
     record("ged.update", f"document:{document.id}", {"before": before, "after": {
         "title": document.title, "type": document.doc_type,
-        "confidentiality": document.confidentiality, "legal_hold": document.legal_hold}})
+        "confidentiality": document.confidentiality, "legal_hold": document.legal_hold,
+        "retention_years": document.retention_years, "final_fate": document.final_fate,
+        "document_date": document.document_date.isoformat()}})
     db.session.commit()
     return document
 

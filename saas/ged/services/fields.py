@@ -25,6 +25,11 @@ MAX_TAG_LENGTH = 50
 
 MAX_METADATA_ENTRIES = 50
 
+# A document's date: from the oldest papers a commune may file to a sensible future. Beyond,
+# it is a typing error (and a retention period added to it would leave the calendar).
+DOCUMENT_DATE_MIN = date(1800, 1, 1)
+DOCUMENT_DATE_MAX = date(2200, 12, 31)
+
 
 @dataclass
 class DocumentFields:
@@ -150,6 +155,12 @@ def parse_fields(form, *, partial: bool = False) -> DocumentFields:
             f.document_date = date.fromisoformat(str(doc_date))
         except ValueError:
             f.problems["document_date"] = _("doit être une date AAAA-MM-JJ")
+        else:
+            if not DOCUMENT_DATE_MIN <= f.document_date <= DOCUMENT_DATE_MAX:
+                f.document_date = None
+                f.problems["document_date"] = _(
+                    "doit être comprise entre le %(a)s et le %(b)s",
+                    a=DOCUMENT_DATE_MIN.strftime("%d/%m/%Y"), b=DOCUMENT_DATE_MAX.strftime("%d/%m/%Y"))
     confidentiality = get("confidentiality")
     if confidentiality not in (None, ""):
         if confidentiality not in set(Confidentiality):

@@ -1,4 +1,22 @@
-"""Retention: what may be deleted when, the trash purge, bordereaux d'élimination, destruction."""
+"""Retention: what may be deleted when, the trash purge, bordereaux d'élimination, destruction.
+
+The hold. A document that is still a draft since its deposit carries no retention: its author
+may put it in the trash and the purge erases it. The first time it becomes final (or
+archived), `held_since` is set and never cleared: from then on its retention (the durée
+d'utilité administrative, or permanent keeping) holds whatever its status becomes, so moving a
+final délibération back to draft changes nothing. While held:
+
+- its retention can only be made longer by the people who file documents; shortening it (an
+  earlier date, fewer years, a weaker final fate) is for the commune's administrators, audited
+  (see check_retention_change);
+- it can be put in the trash only once its DUA is over and unless it is kept permanently
+  (retention_block), and the trash purge never erases a document that carries a retention rule:
+  only an approved bordereau d'élimination destroys it (decide_proposal). The retention sweep
+  proposes such documents from the trash too.
+
+A later "cancel my deposit within 24 h" would be its own explicit, audited path (the author,
+the first day), not a way around this rule: nothing here depends on who deposited.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +46,50 @@ from saas.tenancy.models import TenantSnapshot
 TRASH_DAYS = 30
 
 
+# How strongly each final fate keeps a document: a change to a lower one shortens the hold.
+_FATE_STRENGTH = {FinalFate.DETRUIRE: 0, FinalFate.TRIER: 1, FinalFate.CONSERVER: 2}
+
+
+def is_held(document: Document) -> bool:
+    """Whether the document's retention holds (it has been final or archived at least once)."""
+    return document.held_since is not None
+
+
+def note_status(document: Document) -> None:
+    """Start the hold when the document is (or becomes) final or archived; nothing lifts it."""
+    if document.held_since is None and document.status != DocStatus.DRAFT:
+        document.held_since = utcnow()
+
+
+def carries_retention_rule(document: Document) -> bool:
+    """Whether erasing the document needs an approved bordereau d'élimination."""
+    return is_held(document) and (document.retention_years is not None
+                                  or document.final_fate == FinalFate.CONSERVER)
+
+
+def hold_strength(document: Document) -> tuple[date, int]:
+    return (document.retention_end or date.min, _FATE_STRENGTH.get(document.final_fate, 0))
+
+
+def check_retention_change(document: Document, before: tuple[date, int], actor: Actor) -> None:
+    """403 when a non-administrator shortened the hold of a held document (call after the change)."""
+    if not is_held(document) or actor.is_admin or actor.is_system:
+        return
+    after = hold_strength(document)
+    if after[0] < before[0] or after[1] < before[1]:
+        raise AppError(403, "retention_locked", _(
+            "Ce document est définitif : seul un administrateur de la commune peut réduire sa "
+            "durée de conservation (date, durée ou sort final)."))
+
+
 def retention_block(document: Document, today: date | None = None) -> str | None:
     """Why the document may not be deleted now (French), or None."""
     today = today or date.today()
     if document.legal_hold:
         return _("Ce document fait l'objet d'une conservation pour raison légale (gel juridique) : "
                  "il ne peut pas être supprimé.")
-    if document.status == DocStatus.DRAFT:
-        return None
+    if not is_held(document):
+        return None  # a draft since its deposit
     end = document.retention_end
     if end is not None and today < end:
         return _("Ce document est sous durée d'utilité administrative jusqu'au %(d)s : il ne peut "
@@ -65,17 +119,25 @@ def destroy_document(tenant: TenantSnapshot, document: Document, *, action: str,
 
 
 def purge_trash(tenant: TenantSnapshot, *, older_than_days: int = TRASH_DAYS) -> int:
-    """Erase documents that stayed in the trash longer than the delay; return how many."""
+    """Erase documents that stayed in the trash longer than the delay; return how many.
+
+    Never one that carries a retention rule since it became final: those wait in the trash
+    for a bordereau d'élimination (the retention sweep proposes them).
+    """
     limit = utcnow() - timedelta(days=older_than_days)
     ids = db.session.execute(
         sa.select(Document.id).where(Document.deleted_at.is_not(None), Document.deleted_at < limit)
     ).scalars().all()
+    purged = 0
     for doc_id in ids:
         document = db.session.get(Document, doc_id)
-        if document is not None and retention_block(document) is None:
+        if document is None or document.legal_hold or carries_retention_rule(document):
+            continue  # only an approved bordereau destroys it
+        if retention_block(document) is None:
             destroy_document(tenant, document, action="ged.purge",
                              data={"reason": f"corbeille > {older_than_days} jours"})
-    return len(ids)
+            purged += 1
+    return purged
 
 
 def retention_sweep(today: date | None = None) -> EliminationProposal | None:
@@ -84,9 +146,11 @@ def retention_sweep(today: date | None = None) -> EliminationProposal | None:
     pending_ids = set(db.session.execute(
         sa.select(EliminationItem.document_id).join(EliminationProposal)
         .where(EliminationProposal.state == "proposed")).scalars())
+    # Trashed documents too: the purge leaves the held ones to a bordereau.
     candidates = db.session.execute(
         sa.select(Document).where(
-            Document.deleted_at.is_(None), Document.retention_years.is_not(None),
+            sa.or_(Document.deleted_at.is_(None), Document.held_since.is_not(None)),
+            Document.retention_years.is_not(None),
             Document.legal_hold.is_(False),
             Document.final_fate.in_([FinalFate.DETRUIRE, FinalFate.TRIER]))
     ).scalars().all()

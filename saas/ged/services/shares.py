@@ -15,7 +15,7 @@ from saas.ged.models import Classification, Confidentiality, Document, DocumentV
 from saas.ged.services.validation import clean_text
 from saas.modelbase import utcnow
 from saas.tenancy.context import current_tenant_id
-from saas.tenancy.models import Tenant
+from saas.tenancy.models import Tenant, TenantStatus
 
 
 def share_targets() -> list[Tenant]:
@@ -86,11 +86,14 @@ def get_share(share_id) -> Share | None:
 
 
 # The one door to another commune's documents: explicit, checked against a live share naming the
-# current commune, never through the ordinary scoped accessors.
+# current commune, from an owner that is itself active (a suspended commune's documents are
+# served to nobody, its shares included), never through the ordinary scoped accessors.
 
 def _live_share_clause(document_cls=Document):
     tid = current_tenant_id()
-    return sa.exists().where(
+    owner_active = sa.exists().where(Tenant.id == document_cls.tenant_id,
+                                     Tenant.status == TenantStatus.ACTIVE)
+    return owner_active & sa.exists().where(
         Share.tenant_id == document_cls.tenant_id,
         Share.target_tenant_id == tid,
         Share.revoked_at.is_(None),
