@@ -1,7 +1,7 @@
 """GED integrity scrub: one row per scrub run of a commune (counts and affected versions)
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-08
 
 The daily scrub reads every version's bytes back from storage and compares them with the
@@ -16,7 +16,7 @@ from saas.modelbase import UTCDateTime
 from saas.tenancy.rls import enable_rls
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """GED: the retention hold a document takes when it first becomes final, which no status change lifts
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-12-08
 
 ged_documents.held_since is set the first time a document is final or archived and never
@@ -15,7 +15,7 @@ from alembic import op
 from saas.modelbase import UTCDateTime
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
