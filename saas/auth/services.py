@@ -539,14 +539,31 @@ def check_reset_token(token: str) -> tuple[User | None, str | None]:
     return user, None
 
 
-def reset_password(user: User, new_password: str) -> None:
-    """Set the new password, log out every session of the user, clear the lockout."""
-    user.password_hash = passwords.hash_password(new_password)
-    user.session_version += 1
-    user.failed_logins = 0
-    user.locked_until = None
+def reset_password(user: User, new_password: str) -> bool:
+    """Set the new password, log out every session of the user, clear the lockout.
+
+    The link is consumed by the same statement that sets the password: it writes only while the
+    session version is the one the link was checked against, and bumps it. Of two requests
+    holding the same link, the second finds the version moved (PostgreSQL re-reads the row once
+    the first commits) and writes nothing. Returns False then: the link has already served.
+    """
+    new_hash = passwords.hash_password(new_password)
+    version = user.session_version
+    done = db.session.execute(
+        db.update(User)
+        .where(User.id == user.id, User.session_version == version)
+        .values(password_hash=new_hash, session_version=version + 1, failed_logins=0,
+                locked_until=None)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if done is None:
+        db.session.rollback()
+        return False
+    db.session.expire(user)
     audit("auth.password_reset", actor=user)
     db.session.commit()
+    return True
 
 
 def change_password(user: User, current: str, new: str) -> tuple[str, str] | None:

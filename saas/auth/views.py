@@ -290,7 +290,9 @@ def reset_password(token: str):
     if form.validate_on_submit():
         error = password_problem(form.password.data, email=user.email, name=user.name)
         if error is None:
-            services.reset_password(user, form.password.data)
+            if not services.reset_password(user, form.password.data):
+                return render_template("auth/reset_invalid.html",
+                                       message=str(_TOKEN_ERRORS["used"])), 400
             flash(_("Votre mot de passe a été changé : connectez-vous avec le nouveau."), "success")
             return redirect(url_for("auth.login"))
         form.password.errors = [*form.password.errors, error]
