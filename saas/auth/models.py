@@ -101,3 +101,20 @@ class UsedNonce(db.Model):
 
     nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+class LoginThrottle(db.Model):
+    """Failed logins of one account from one client address, or from everywhere.
+
+    `key` is an HMAC of the normalised address and the client's network (or "*" for the
+    account's ceiling over every address), so the table names neither people nor clients.
+    Shared by every web process through the database, on PostgreSQL as on SQLite.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    # The counter starts again from zero after this; a lock can only end before it.
+    window_ends: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,12 +1,14 @@
 """Identity rules: password login, lockout, second factor, password reset, commune switch.
 
 Every function here works on the request's host (a commune, or the console) and records what
-it does in that host's audit chain. Counters live in the database (accounts) or in the rate
-limiter's storage (addresses without an account here), never in process memory.
+it does in that host's audit chain. Failed-login counters live in the database
+(login_throttles), per (address, client network) and per address over every network, never in
+process memory.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
@@ -21,17 +23,19 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from saas import keys
 from saas.audit.services import record
 from saas.auth import passwords, totp
-from saas.auth.models import Membership, Role, UsedNonce, User
+from saas.auth.models import LoginThrottle, Membership, Role, UsedNonce, User
 from saas.auth.sessions import ABSOLUTE_LIFETIME, session_scope_key
-from saas.extensions import db, limiter
+from saas.extensions import db
 from saas.hosts import console_url, tenant_url
 from saas.mail import send_mail
 from saas.modelbase import utcnow
+from saas.netutil import client_ip
 from saas.tenancy.context import current_user_id, set_user, tenant_context
 from saas.tenancy.models import Tenant
 
@@ -40,6 +44,11 @@ log = logging.getLogger("saas.auth")
 LOCK_THRESHOLD = 5
 LOCK_BASE = timedelta(minutes=15)
 LOCK_MAX = timedelta(hours=24)
+# The account's ceiling over every client network: a distributed guess stops there too, while
+# one distant client alone cannot lock the owner out of her own address.
+GLOBAL_THRESHOLD = 100
+GLOBAL_WINDOW = timedelta(hours=1)
+GLOBAL_LOCK = timedelta(hours=1)
 PENDING_MAX_AGE = 600  # seconds between the password and the one-time code
 RESET_MAX_AGE = 3600
 SWITCH_MAX_AGE = 60
@@ -145,10 +154,45 @@ def lock_duration(failures: int) -> timedelta:
     return min(LOCK_BASE * (2 ** (nth - 1)), LOCK_MAX)
 
 
+def client_network(address: str | None = None) -> str:
+    """The client's address as throttles count it: an IPv4 address, an IPv6 /64."""
+    raw = address if address is not None else client_ip()
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw[:45]
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _throttle_key(email: str, network: str) -> str:
+    # Keyed by the normalised address whether or not an account has it, and on every host
+    # alike: an unknown address locks exactly like a real account, the lock message says
+    # nothing of which addresses exist.
+    return keys.hmac_hex(keys.current_key(), f"login|{email}|{network}".encode(), 64)
+
+
+def _throttle_keys(email: str) -> tuple[str, str]:
+    """(this client network's key, the account's ceiling key) for `email`."""
+    email = normalise_email(email)
+    return _throttle_key(email, client_network()), _throttle_key(email, "*")
+
+
+def login_locked_until(email: str) -> datetime | None:
+    """When the login of `email` from this client unlocks, or None if it is not locked."""
+    now = utcnow()
+    until = db.session.execute(
+        db.select(db.func.max(LoginThrottle.locked_until))
+        .where(LoginThrottle.key.in_(_throttle_keys(email)), LoginThrottle.locked_until > now)
+    ).scalar()
+    return until
+
+
 def locked_until(user: User) -> datetime | None:
-    if user.locked_until is not None and user.locked_until > utcnow():
-        return user.locked_until
-    return None
+    return login_locked_until(user.email)
 
 
 def describe_lock(until: datetime) -> str:
@@ -166,56 +210,135 @@ def describe_lock(until: datetime) -> str:
     )
 
 
-def _register_failure(user: User, reason: str) -> Outcome:
-    """Count one more failure on the account, lock it at each threshold, audit, commit."""
-    count = db.session.execute(
-        db.update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
+def _upsert(values: dict):
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(LoginThrottle).values(**values)
+
+
+def _count_failure(key: str, window: timedelta) -> int:
+    """One more failure on `key` (a fresh count once its window is over); the new count.
+
+    A single INSERT ... ON CONFLICT DO UPDATE: concurrent failures on several web processes
+    each get their own count, so exactly one of them reaches each threshold.
+    """
+    now = utcnow()
+    stmt = _upsert({"key": key, "failures": 1, "window_ends": now + window, "locked_until": None})
+    over = LoginThrottle.window_ends <= now
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LoginThrottle.key],
+        set_={
+            "failures": sa.case((over, 1), else_=LoginThrottle.failures + 1),
+            "window_ends": sa.case((over, now + window), else_=LoginThrottle.window_ends),
+            "locked_until": sa.case((over, sa.null()), else_=LoginThrottle.locked_until),
+        },
+    ).returning(LoginThrottle.failures)
+    return db.session.execute(stmt).scalar_one()
+
+
+def _lock(key: str, until: datetime) -> None:
+    db.session.execute(
+        db.update(LoginThrottle).where(LoginThrottle.key == key)
+        .values(locked_until=until)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
-    until = None
-    data: dict = {"result": "failure", "reason": reason}
+    )
+
+
+def _register_failure(email: str, user: User | None, reason: str) -> Outcome:
+    """Count one more failure of `email` from this client and over every client; lock at the
+    thresholds, queue the owner's mail for each new lock, audit, commit."""
+    email = normalise_email(email)
+    here, everywhere = _throttle_keys(email)
+    now = utcnow()
+    locks: list[tuple[str, datetime]] = []
+    count = _count_failure(here, LOCK_MAX)
     if count % LOCK_THRESHOLD == 0:
-        until = utcnow() + lock_duration(count)
-        db.session.execute(
-            db.update(User).where(User.id == user.id).values(locked_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        data["locked_until"] = until.isoformat(timespec="seconds")
-    audit("auth.login", actor=user, data=data)
+        until = now + lock_duration(count)
+        _lock(here, until)
+        locks.append(("address", until))
+    total = _count_failure(everywhere, GLOBAL_WINDOW)
+    if total % GLOBAL_THRESHOLD == 0:
+        until = now + GLOBAL_LOCK
+        _lock(everywhere, until)
+        locks.append(("everywhere", until))
+    data: dict = {"result": "failure", "reason": reason}
+    if user is None:
+        data["email"] = email[:254]
+    for scope, until in locks:
+        data["locked_until" if scope == "address" else "locked_everywhere_until"] = \
+            until.isoformat(timespec="seconds")
+        _queue_lock_mail(email, scope, until)
+    audit("auth.login", actor=user if user is not None else "anonymous", data=data)
     # The failure must stick even though the login is refused.
     db.session.commit()
+    until = max((u for _s, u in locks), default=None)
     return Outcome(Status.LOCKED if until else Status.INVALID, user, until)
 
 
-def _phantom_key(email: str) -> str:
-    # Addresses without an account on this host lock like real accounts, so the lock message
-    # does not reveal which addresses exist. Keyed by host and address, hashed with the secret.
-    raw = f"{session_scope_key()}|{email}".encode()
-    return f"saas-auth-phantom:{keys.hmac_hex(keys.current_key(), raw)}"
+# The job kind that tells an account's owner it was locked (declared in saas.auth.tasks).
+LOCK_MAIL = "auth.lock_mail"
 
 
-def _phantom_locked_until(email: str) -> datetime | None:
-    key = _phantom_key(email) + ":lock"
-    if limiter.storage.get(key) > 0:
-        return datetime.fromtimestamp(limiter.storage.get_expiry(key), UTC)
-    return None
+def _queue_lock_mail(email: str, scope: str, until: datetime) -> None:
+    """Queue the owner's notice of a new lock, whether or not the address has an account:
+    the job finds out, so the request does the same work for every address."""
+    from saas.jobs import enqueue
+
+    tenant = g.get("tenant")
+    enqueue(LOCK_MAIL, email=email[:254], scope=scope, until=until.isoformat(),
+            network=client_network(), tenant_id=str(tenant.id) if tenant is not None else None)
 
 
-def _phantom_failure(email: str, reason: str) -> Outcome:
-    base = _phantom_key(email)
-    count = limiter.storage.incr(base + ":fail", int(LOCK_MAX.total_seconds()))
-    until = None
-    if count % LOCK_THRESHOLD == 0:
-        duration = lock_duration(count)
-        limiter.storage.incr(base + ":lock", int(duration.total_seconds()))
-        until = utcnow() + duration
-    audit("auth.login", actor="anonymous",
-          data={"result": "failure", "reason": reason, "email": email[:254]})
-    db.session.commit()
-    return Outcome(Status.LOCKED if until else Status.INVALID, None, until)
+def send_lock_mail(email: str, scope: str, until: datetime, network: str,
+                   tenant: Tenant | None) -> bool:
+    """Tell the owner of `email`, if there is one, that its login was locked. Runs in a job."""
+    user = find_user(email)
+    if user is None or not user.active:
+        return False
+    place = tenant.name if tenant is not None else _("la console intercommunale")
+    when = format_datetime(until, "d MMMM yyyy 'à' HH:mm")
+    if scope == "address":
+        what = _("les connexions à votre compte depuis l'adresse réseau %(network)s sont "
+                 "bloquées jusqu'au %(when)s (heure de Paris)", network=network, when=when)
+    else:
+        what = _("les connexions à votre compte sont bloquées depuis toutes les adresses "
+                 "jusqu'au %(when)s (heure de Paris), car un très grand nombre de tentatives "
+                 "est venu de plusieurs adresses", when=when)
+    subject = _("Connexions à votre compte bloquées – Mutualis")
+    body = _(
+        "Bonjour %(name)s,\n\n"
+        "Plusieurs tentatives de connexion avec un mot de passe ou un code incorrect ont eu "
+        "lieu sur %(place)s : %(what)s.\n\n"
+        "Si c'était vous, patientez ou réinitialisez votre mot de passe depuis la page de "
+        "connexion. Sinon, quelqu'un essaie peut-être d'entrer dans votre compte : choisissez "
+        "un mot de passe que vous n'utilisez nulle part ailleurs et activez la double "
+        "authentification dans « Mon compte ».\n",
+        name=user.name, place=place, what=what,
+    )
+    send_mail(user.email, subject, body)
+    return True
+
+
+def clear_failures(email: str, *, everywhere: bool = False) -> None:
+    """Forget this client's failures for `email` (and the account's ceiling if `everywhere`)."""
+    here, all_addresses = _throttle_keys(email)
+    wanted = [here, all_addresses] if everywhere else [here]
+    db.session.execute(db.delete(LoginThrottle).where(LoginThrottle.key.in_(wanted))
+                       .execution_options(synchronize_session=False))
+
+
+def purge_expired_throttles() -> int:
+    """Delete the counters whose window and lock are over (in the open transaction)."""
+    now = utcnow()
+    return db.session.execute(
+        db.delete(LoginThrottle).where(
+            LoginThrottle.window_ends < now,
+            sa.or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now))
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 # --- password login ---------------------------------------------------------------------
@@ -226,24 +349,22 @@ def login_with_password(email: str, password: str, next_url: str | None) -> Outc
     email = normalise_email(email)
     user = find_user(email)
     role = access_role(user) if user is not None else None
+    # Locks are per (address, client network) whether or not an account has the address, so
+    # the lock says nothing of which addresses exist.
+    until = login_locked_until(email)
+    if until is not None:
+        data = {"result": "failure", "reason": "locked"}
+        if user is None or role is None:
+            data["email"] = email[:254]
+        audit("auth.login", actor=user if role is not None else "anonymous", data=data)
+        db.session.commit()
+        return Outcome(Status.LOCKED, user if role is not None else None, until)
     if user is None or role is None:
-        until = _phantom_locked_until(email)
-        if until is not None:
-            audit("auth.login", actor="anonymous",
-                  data={"result": "failure", "reason": "locked", "email": email[:254]})
-            db.session.commit()
-            return Outcome(Status.LOCKED, None, until)
         # Same Argon2 work as a real account, so timing does not tell them apart.
         passwords.verify_password(user.password_hash if user else None, password)
-        return _phantom_failure(email, "no_access" if user else "unknown_account")
-
-    until = locked_until(user)
-    if until is not None:
-        audit("auth.login", actor=user, data={"result": "failure", "reason": "locked"})
-        db.session.commit()
-        return Outcome(Status.LOCKED, user, until)
+        return _register_failure(email, None, "no_access" if user else "unknown_account")
     if not passwords.verify_password(user.password_hash, password):
-        return _register_failure(user, "bad_password")
+        return _register_failure(email, user, "bad_password")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
 
@@ -267,9 +388,10 @@ def complete_login(user: User, *, totp_ok: bool, method: str, action: str = "aut
     session["totp_ok"] = totp_ok
     db.session.execute(
         db.update(User).where(User.id == user.id)
-        .values(failed_logins=0, locked_until=None, last_login_at=utcnow())
+        .values(last_login_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    clear_failures(user.email)  # this client's failures; the account's ceiling runs its course
     audit(action, actor=user, data={"result": "success", "method": method, **(data or {})})
     db.session.commit()
 
@@ -356,7 +478,7 @@ def verify_second_factor(user: User, pending: dict, code: str) -> Outcome:
         log.error("TOTP secret of user %s cannot be decrypted (SECRET_KEY changed?)", user.id)
         ok = False
     if not ok:
-        outcome = _register_failure(user, "bad_totp")
+        outcome = _register_failure(user.email, user, "bad_totp")
         if outcome.status == Status.LOCKED:
             session.clear()
         return outcome
@@ -392,7 +514,7 @@ def confirm_forced_enrolment(user: User, pending: dict, code: str) -> Outcome:
     secret = enrolment_secret()
     step = totp.matching_step(secret, code)
     if step is None:
-        outcome = _register_failure(user, "bad_totp_enrolment")
+        outcome = _register_failure(user.email, user, "bad_totp_enrolment")
         if outcome.status == Status.LOCKED:
             session.clear()
         return outcome
@@ -552,8 +674,7 @@ def reset_password(user: User, new_password: str) -> bool:
     done = db.session.execute(
         db.update(User)
         .where(User.id == user.id, User.session_version == version)
-        .values(password_hash=new_hash, session_version=version + 1, failed_logins=0,
-                locked_until=None)
+        .values(password_hash=new_hash, session_version=version + 1)
         .returning(User.id)
         .execution_options(synchronize_session=False)
     ).first()
@@ -561,6 +682,7 @@ def reset_password(user: User, new_password: str) -> bool:
         db.session.rollback()
         return False
     db.session.expire(user)
+    clear_failures(user.email, everywhere=True)  # the link proved the mailbox: every lock ends
     audit("auth.password_reset", actor=user)
     db.session.commit()
     return True

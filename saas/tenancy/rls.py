@@ -12,6 +12,8 @@ PLATFORM_TABLES = {
     "tenant_domains": "host routing table, read before any tenant is known",
     "users": "people are platform-wide; memberships carry the tenant",
     "used_nonces": "one-time token ledger, holds no tenant data",
+    "login_throttles": "failed-login counters per (account, client network), HMAC keys only; "
+                       "accounts are platform-wide",
     "platform_audit_events": "the intercommunal IT staff's own audit chain",
     "job_queue": "job scheduling envelope (ids, states, times); payloads stay in RLS-protected jobs",
     "platform_jobs": "payloads of platform-wide jobs (backups, purges), which belong to no commune",

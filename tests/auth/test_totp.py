@@ -22,6 +22,7 @@ from tests.auth.helpers import (
     post_form,
     secret_from,
     submit_code,
+    throttle_of,
 )
 
 WRONG = "Code incorrect ou déjà utilisé."
@@ -117,7 +118,7 @@ def test_wrong_codes_count_toward_the_lockout(tenant_a, make_user, client_for):
     locked = submit_code(client, "/auth/totp", _wrong_code(secret))
     assert location_path(locked) == "/auth/login"
     assert "Compte temporairement verrouillé" in client.get("/auth/login").get_data(as_text=True)
-    assert fresh_user(user.id).locked_until is not None
+    assert throttle_of(user.email).locked_until is not None
     # The pending state is gone: the right code no longer helps.
     assert location_path(client.get("/auth/totp")) == "/auth/login"
 
