@@ -8,6 +8,8 @@ process memory.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
 import secrets
@@ -712,39 +714,87 @@ def change_password(user: User, current: str, new: str) -> tuple[str, str] | Non
 
 
 # --- commune switch ---------------------------------------------------------------------
+#
+# A hand-off link must log in only the browser that asked for it (otherwise anyone could mail
+# their own link to someone and log them into the sender's account: login CSRF). The target
+# host cannot read the source host's cookies, so the browser first visits the target, which
+# sets a random nonce in its own host-only cookie and sends the browser back to the source with
+# the nonce's SHA-256; the source signs that digest into the link. The target accepts the link
+# only from a browser holding the nonce. As OAuth's `state`: the source never sees the nonce,
+# the link alone is worthless, and the digest travels only through the asking browser.
+#
+#   source  POST /auth/switch (CSRF form)    -> remembers the target in its session
+#   target  GET  /auth/handoff/begin?src=…   -> sets the nonce cookie
+#   source  GET  /auth/switch/issue?c=…      -> signs {user, target, digest}, once per request
+#   target  GET  /auth/handoff?token=…       -> nonce cookie must match the digest
 
 
-def switch_url(user: User, slug: str) -> str | None:
-    """Issue a one-time hand-off to another commune of the user; None if not allowed."""
+def browser_digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def begin_switch(user: User, slug: str) -> str | None:
+    """Start a switch to the commune `slug` of the user: the URL of the target's first step,
+    or None if not allowed."""
     current = g.get("tenant")
     target = next((t for t, _r in memberships_of(user) if t.slug == slug), None)
     if target is None or (current is not None and target.id == current.id):
         return None
-    token = _serializer(_SWITCH_SALT).dumps({
-        "u": str(user.id),
-        "t": str(target.id),
-        "n": secrets.token_urlsafe(16),
-        "v": user.session_version,
-        "tf": bool(session.get("totp_ok")),
-        "src": current.slug if current is not None else "console",
-    })
+    session["switch"] = {"t": str(target.id), "at": int(time.time())}
+    source = current.slug if current is not None else "console"
+    return tenant_url(target, "/auth/handoff/begin?" + urlencode({"src": source}))
+
+
+def handoff_begin(source: str) -> tuple[str, str] | None:
+    """On the target host: (URL of the source's issuing step, nonce for this browser's cookie),
+    or None if `source` is no host a switch can come from."""
+    if source == "console":
+        origin = console_url
+    else:
+        tenant = db.session.execute(
+            db.select(Tenant).where(Tenant.slug == source[:40])
+        ).scalar_one_or_none()
+        if tenant is None or not tenant.is_active:
+            return None
+        origin = lambda path: tenant_url(tenant, path)  # noqa: E731
+    nonce = secrets.token_urlsafe(32)
+    return origin("/auth/switch/issue?" + urlencode({"c": browser_digest(nonce)})), nonce
+
+
+def switch_url(user: User, digest: str) -> str | None:
+    """Issue the one-time hand-off asked for in this session, bound to the browser whose nonce
+    has the SHA-256 `digest`; None if no switch was asked for here (or too long ago)."""
+    asked = session.pop("switch", None)
+    if not isinstance(asked, dict) or time.time() - float(asked.get("at", 0)) > SWITCH_MAX_AGE:
+        return None
+    if not isinstance(digest, str) or len(digest) != 64 or not all(
+            c in "0123456789abcdef" for c in digest):
+        return None
+    current = g.get("tenant")
+    target = next((t for t, _r in memberships_of(user) if str(t.id) == asked.get("t")), None)
+    if target is None:
+        return None
+    token = make_switch_token(user, target, totp_ok=bool(session.get("totp_ok")),
+                              source=current.slug if current is not None else "console",
+                              browser=digest)
     audit("auth.switch", actor=user, target=target.slug,
           data={"direction": "out", "to": target.slug})
     db.session.commit()
     return tenant_url(target, "/auth/handoff?" + urlencode({"token": token}))
 
 
-def make_switch_token(user: User, target: Tenant, *, totp_ok: bool = False,
+def make_switch_token(user: User, target: Tenant, *, browser: str, totp_ok: bool = False,
                       source: str = "console") -> str:
-    """Sign a hand-off token by hand (for tests and operators' tooling)."""
+    """Sign a hand-off token for the browser whose nonce has the SHA-256 `browser`."""
     return _serializer(_SWITCH_SALT).dumps({
         "u": str(user.id), "t": str(target.id), "n": secrets.token_urlsafe(16),
-        "v": user.session_version, "tf": totp_ok, "src": source,
+        "v": user.session_version, "tf": totp_ok, "src": source, "b": browser,
     })
 
 
-def accept_handoff(token: str) -> tuple[Outcome | None, str | None]:
-    """Log in from another commune's hand-off; return (outcome, None) or (None, error code)."""
+def accept_handoff(token: str, browser_nonce: str | None) -> tuple[Outcome | None, str | None]:
+    """Log in from another commune's hand-off, if this browser is the one that asked for it
+    (it holds the nonce whose digest was signed); return (outcome, None) or (None, error)."""
     try:
         data = _serializer(_SWITCH_SALT).loads(token, max_age=SWITCH_MAX_AGE)
     except SignatureExpired:
@@ -760,6 +810,13 @@ def accept_handoff(token: str) -> tuple[Outcome | None, str | None]:
         return None, "invalid"
     if user is None or user.session_version != data.get("v"):
         return None, "invalid"
+    if not browser_nonce or not hmac.compare_digest(browser_digest(browser_nonce),
+                                                    str(data.get("b", ""))):
+        # Not consumed: the browser that asked can still use it within the minute.
+        audit("auth.switch", actor=user,
+              data={"direction": "in", "result": "failure", "reason": "other_browser"})
+        db.session.commit()
+        return None, "other_browser"
 
     purge_expired_nonces()
     try:
