@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from saas import keys
 from saas.audit.services import record
-from saas.auth import passwords, totp
+from saas.auth import credentials, passwords, totp
 from saas.auth.models import LoginThrottle, Membership, Role, UsedNonce, User
 from saas.auth.sessions import ABSOLUTE_LIFETIME, session_scope_key
 from saas.extensions import db
@@ -177,6 +177,10 @@ def _throttle_key(email: str, network: str) -> str:
     return keys.hmac_hex(keys.current_key(), f"login|{email}|{network}".encode(), 64)
 
 
+def _account_key(email: str) -> str:
+    return _throttle_key(email, "account")
+
+
 def _throttle_keys(email: str) -> tuple[str, str]:
     """(this client network's key, the account's ceiling key) for `email`."""
     email = normalise_email(email)
@@ -221,14 +225,15 @@ def _upsert(values: dict):
     return insert(LoginThrottle).values(**values)
 
 
-def _count_failure(key: str, window: timedelta) -> int:
+def _count_failure(key: str, account: str, window: timedelta) -> int:
     """One more failure on `key` (a fresh count once its window is over); the new count.
 
     A single INSERT ... ON CONFLICT DO UPDATE: concurrent failures on several web processes
     each get their own count, so exactly one of them reaches each threshold.
     """
     now = utcnow()
-    stmt = _upsert({"key": key, "failures": 1, "window_ends": now + window, "locked_until": None})
+    stmt = _upsert({"key": key, "account": account, "failures": 1, "window_ends": now + window,
+                    "locked_until": None})
     over = LoginThrottle.window_ends <= now
     stmt = stmt.on_conflict_do_update(
         index_elements=[LoginThrottle.key],
@@ -256,12 +261,13 @@ def _register_failure(email: str, user: User | None, reason: str) -> Outcome:
     here, everywhere = _throttle_keys(email)
     now = utcnow()
     locks: list[tuple[str, datetime]] = []
-    count = _count_failure(here, LOCK_MAX)
+    account = _account_key(email)
+    count = _count_failure(here, account, LOCK_MAX)
     if count % LOCK_THRESHOLD == 0:
         until = now + lock_duration(count)
         _lock(here, until)
         locks.append(("address", until))
-    total = _count_failure(everywhere, GLOBAL_WINDOW)
+    total = _count_failure(everywhere, account, GLOBAL_WINDOW)
     if total % GLOBAL_THRESHOLD == 0:
         until = now + GLOBAL_LOCK
         _lock(everywhere, until)
@@ -325,10 +331,16 @@ def send_lock_mail(email: str, scope: str, until: datetime, network: str,
 
 
 def clear_failures(email: str, *, everywhere: bool = False) -> None:
-    """Forget this client's failures for `email` (and the account's ceiling if `everywhere`)."""
-    here, all_addresses = _throttle_keys(email)
-    wanted = [here, all_addresses] if everywhere else [here]
-    db.session.execute(db.delete(LoginThrottle).where(LoginThrottle.key.in_(wanted))
+    """Forget this client's failures for `email`, or every failure of the account (every
+    client network and its ceiling) if `everywhere`."""
+    email = normalise_email(email)
+    if everywhere:
+        condition = LoginThrottle.account == _account_key(email)
+    elif has_request_context():
+        condition = LoginThrottle.key == _throttle_keys(email)[0]
+    else:
+        return
+    db.session.execute(db.delete(LoginThrottle).where(condition)
                        .execution_options(synchronize_session=False))
 
 
@@ -363,11 +375,11 @@ def login_with_password(email: str, password: str, next_url: str | None) -> Outc
         return Outcome(Status.LOCKED, user if role is not None else None, until)
     if user is None or role is None:
         # Same Argon2 work as a real account, so timing does not tell them apart.
-        passwords.verify_password(user.password_hash if user else None, password)
+        passwords.verify_password(credentials.password_hash(user) if user else None, password)
         return _register_failure(email, None, "no_access" if user else "unknown_account")
-    if not passwords.verify_password(user.password_hash, password):
+    if not passwords.verify_password(credentials.password_hash(user), password):
         return _register_failure(email, user, "bad_password")
-    if passwords.needs_rehash(user.password_hash):
+    if passwords.needs_rehash(credentials.password_hash(user)):
         user.password_hash = passwords.hash_password(password)
 
     if user.totp_enabled or totp_required(user, role):
@@ -564,7 +576,7 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
 
 def _fingerprint_data(user: User) -> bytes:
     # Changes with the password and with the session version: a used link dies with them.
-    return f"{user.password_hash or ''}|{user.session_version}".encode()
+    return f"{credentials.password_hash(user) or ''}|{user.session_version}".encode()
 
 
 def _password_fingerprint(user: User) -> str:
@@ -696,14 +708,14 @@ def change_password(user: User, current: str, new: str) -> tuple[str, str] | Non
     Every other session of the account ends (the session version changes); this one carries
     on under the new version, second factor included.
     """
-    if not passwords.verify_password(user.password_hash, current):
+    if not passwords.verify_password(credentials.password_hash(user), current):
         audit("auth.password_change", actor=user, data={"result": "failure", "reason": "bad_password"})
         db.session.commit()
         return "current", _("Mot de passe actuel incorrect.")
     problem = passwords.password_problem(new, email=user.email, name=user.name)
     if problem is not None:
         return "password", problem
-    if passwords.verify_password(user.password_hash, new):
+    if passwords.verify_password(credentials.password_hash(user), new):
         return "password", _("Le nouveau mot de passe doit être différent de l'actuel.")
     user.password_hash = passwords.hash_password(new)
     user.session_version += 1

@@ -106,3 +106,17 @@ def throttle_of(email: str, network: str = "127.0.0.1"):
     db.session.expire_all()
     key = services._throttle_key(services.normalise_email(email), network)
     return db.session.get(LoginThrottle, key)
+
+
+def stored_password_hash(user_id):
+    """The user's password hash as the database has it now (read as the application does)."""
+    from saas.auth import credentials
+
+    return credentials.password_hash(fresh_user(user_id))
+
+
+def stored_totp_secret(user_id):
+    """The user's encrypted TOTP secret as the database has it now."""
+    from saas.auth import credentials
+
+    return credentials.totp_secret_enc(fresh_user(user_id))

@@ -16,6 +16,7 @@ from tests.auth.helpers import (
     is_logged_in,
     location_path,
     login,
+    stored_password_hash,
     throttle_of,
 )
 from tests.conftest import PASSWORD
@@ -156,7 +157,7 @@ def test_outdated_password_hash_is_upgraded_at_login(app, tenant_a, make_user, c
     row.password_hash = old
     db.session.commit()
     assert login(client_for(tenant_a), user.email).status_code == 302
-    upgraded = fresh_user(user.id).password_hash
+    upgraded = stored_password_hash(user.id)
     assert upgraded != old and not needs_rehash(upgraded)
 
 

@@ -36,9 +36,9 @@ def test_the_purge_job_deletes_only_finished_login_counters(app):
 
     now = utcnow()
     db.session.add_all([
-        LoginThrottle(key="over", failures=3, window_ends=now - timedelta(minutes=1)),
-        LoginThrottle(key="counting", failures=3, window_ends=now + timedelta(minutes=1)),
-        LoginThrottle(key="still-locked", failures=5, window_ends=now - timedelta(minutes=1),
+        LoginThrottle(key="over", account="a", failures=3, window_ends=now - timedelta(minutes=1)),
+        LoginThrottle(key="counting", account="a", failures=3, window_ends=now + timedelta(minutes=1)),
+        LoginThrottle(key="still-locked", account="a", failures=5, window_ends=now - timedelta(minutes=1),
                       locked_until=now + timedelta(minutes=5)),
     ])
     db.session.commit()
