@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
+import sqlalchemy as sa
 from flask import g, has_request_context, request, session
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from saas import keys

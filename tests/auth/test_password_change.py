@@ -9,7 +9,6 @@ from tests.auth.helpers import (
     audit_entries,
     code_for,
     enrol_totp,
-    fresh_user,
     is_logged_in,
     location_path,
     login,
