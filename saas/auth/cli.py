@@ -194,18 +194,22 @@ def reencrypt_command() -> None:
     À lancer une fois la nouvelle clé en place et l'ancienne dans SAAS_SECRET_KEY_FALLBACKS ;
     ensuite l'ancienne clé peut être retirée sans rendre les seconds facteurs illisibles.
     """
-    from saas.auth import totp
+    from saas.auth import credentials, totp
     from saas.auth.models import User
     from saas.extensions import db
 
     moved = unreadable = kept = 0
-    users = db.session.execute(
-        db.select(User).where(User.totp_secret_enc.is_not(None)).order_by(User.email)
+    ids = db.session.execute(
+        db.select(User.id).where(User.totp_enabled.is_(True)).order_by(User.email)
     ).scalars().all()
-    for user in users:
+    db.session.commit()
+    for user_id in ids:
+        # One account per transaction: the database hands out few secrets per transaction.
+        user = db.session.get(User, user_id)
+        stored = credentials.totp_secret_enc(user)
         try:
-            if totp.under_former_key(user.totp_secret_enc):
-                user.totp_secret_enc = totp.reencrypt_secret(user.totp_secret_enc)
+            if stored and totp.under_former_key(stored):
+                user.totp_secret_enc = totp.reencrypt_secret(stored)
                 moved += 1
             else:
                 kept += 1
@@ -213,7 +217,7 @@ def reencrypt_command() -> None:
             unreadable += 1
             click.echo(_("Illisible avec toutes les clés connues : %(email)s", email=user.email),
                        err=True)
-    db.session.commit()
+        db.session.commit()
     click.echo(_("%(moved)d secret(s) re-chiffré(s), %(kept)d déjà sous la clé actuelle, "
                  "%(bad)d illisible(s).", moved=moved, kept=kept, bad=unreadable))
     if unreadable:

@@ -8,6 +8,28 @@ from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, Regexp
 
 _EMAIL_REQUIRED = _l("Saisissez votre adresse électronique.")
+_FORBIDDEN_CHARACTER = _l("Ce champ contient un caractère non autorisé.")
+# NUL cannot be stored by PostgreSQL nor typed by a person; the other C0 controls (tab, line
+# breaks aside) have no place in an address, a password, a code or a slug either.
+_CONTROL = {chr(n) for n in range(32)} - {"\t", "\n", "\r"}
+
+
+class IdentityForm(FlaskForm):
+    """Every identity form: a field holding a control character is an error of that field.
+
+    Checked before the field validators, so no such value reaches a query or a hash.
+    """
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self:
+            data = field.data
+            if isinstance(data, str) and not _CONTROL.isdisjoint(data):
+                field.data = data.translate({ord(c): None for c in _CONTROL})
+                field.errors = [*field.errors, str(_FORBIDDEN_CHARACTER)]
+                valid = False
+        return valid
+
 _CODE_HINT = _l("Le code comporte 6 chiffres.")
 
 
@@ -21,7 +43,7 @@ def _code_field() -> StringField:
     )
 
 
-class LoginForm(FlaskForm):
+class LoginForm(IdentityForm):
     email = EmailField(_l("Adresse électronique"), validators=[
         InputRequired(message=_EMAIL_REQUIRED), Length(max=254)])
     password = PasswordField(_l("Mot de passe"), validators=[
@@ -29,16 +51,16 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class TotpForm(FlaskForm):
+class TotpForm(IdentityForm):
     code = _code_field()
 
 
-class ForgotForm(FlaskForm):
+class ForgotForm(IdentityForm):
     email = EmailField(_l("Adresse électronique"), validators=[
         InputRequired(message=_EMAIL_REQUIRED), Length(max=254)])
 
 
-class ResetForm(FlaskForm):
+class ResetForm(IdentityForm):
     password = PasswordField(_l("Nouveau mot de passe"), validators=[
         InputRequired(message=_l("Choisissez un nouveau mot de passe."))])
     confirm = PasswordField(_l("Confirmez le nouveau mot de passe"), validators=[
@@ -46,7 +68,7 @@ class ResetForm(FlaskForm):
         EqualTo("password", message=_l("Les deux mots de passe ne sont pas identiques."))])
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(IdentityForm):
     current = PasswordField(_l("Mot de passe actuel"), validators=[
         InputRequired(message=_l("Saisissez votre mot de passe actuel.")), Length(max=1024)])
     password = PasswordField(_l("Nouveau mot de passe"), validators=[
@@ -56,5 +78,5 @@ class PasswordChangeForm(FlaskForm):
         EqualTo("password", message=_l("Les deux mots de passe ne sont pas identiques."))])
 
 
-class SwitchForm(FlaskForm):
+class SwitchForm(IdentityForm):
     slug = HiddenField(validators=[InputRequired(), Length(max=40)])

@@ -30,12 +30,20 @@ class User(UUIDPk, Timestamps, db.Model):
 
     email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
-    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    # The two secrets are never loaded with the row: on PostgreSQL the application role may not
+    # read them (column privileges, see saas.tenancy.rls), only ask for one account's at a
+    # time through a SECURITY DEFINER function (migration 0005). Read them with
+    # saas.auth.credentials; assigning them here writes them as usual.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255), deferred=True,
+                                                      deferred_raiseload=True)
     is_platform_admin: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     # Bumped on password change and "log out everywhere": invalidates every session cookie.
     session_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
-    totp_secret_enc: Mapped[str | None] = mapped_column(sa.String(255))
+    totp_secret_enc: Mapped[str | None] = mapped_column(sa.String(255), deferred=True,
+                                                        deferred_raiseload=True)
+    # Whether a second factor is enrolled, computed by the database from the secret.
+    totp_enabled: Mapped[bool] = mapped_column(sa.Boolean, sa.Computed("totp_secret_enc IS NOT NULL"))
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
     failed_logins: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -54,10 +62,6 @@ class User(UUIDPk, Timestamps, db.Model):
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
-
-    @property
-    def totp_enabled(self) -> bool:
-        return self.totp_secret_enc is not None
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"
@@ -101,3 +105,34 @@ class UsedNonce(db.Model):
 
     nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+class LoginThrottle(db.Model):
+    """Failed logins of one account from one client address, or from everywhere.
+
+    `key` is an HMAC of the normalised address and the client's network (or "*" for the
+    account's ceiling over every address), so the table names neither people nor clients.
+    Shared by every web process through the database, on PostgreSQL as on SQLite.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # HMAC of the address alone: every counter of one account, whatever the client.
+    account: Mapped[str] = mapped_column(sa.String(64), nullable=False, index=True)
+    failures: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    # The counter starts again from zero after this; a lock can only end before it.
+    window_ends: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecretReads(db.Model):
+    """PostgreSQL only, owner only: how many account secrets this connection's current
+    transaction has read through auth_password_hash() / auth_totp_secret() (migration 0005).
+    The application role has no right on it; the application never uses this model."""
+
+    __tablename__ = "auth_secret_reads"
+
+    backend: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    xact: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    reads: Mapped[int] = mapped_column(sa.Integer, nullable=False)

@@ -1,12 +1,16 @@
 """Identity rules: password login, lockout, second factor, password reset, commune switch.
 
 Every function here works on the request's host (a commune, or the console) and records what
-it does in that host's audit chain. Counters live in the database (accounts) or in the rate
-limiter's storage (addresses without an account here), never in process memory.
+it does in that host's audit chain. Failed-login counters live in the database
+(login_throttles), per (address, client network) and per address over every network, never in
+process memory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
+import sqlalchemy as sa
 from flask import g, has_request_context, request, session
 from flask_babel import format_datetime
 from flask_babel import gettext as _
@@ -25,13 +30,14 @@ from sqlalchemy.exc import IntegrityError
 
 from saas import keys
 from saas.audit.services import record
-from saas.auth import passwords, totp
-from saas.auth.models import Membership, Role, UsedNonce, User
+from saas.auth import credentials, passwords, totp
+from saas.auth.models import LoginThrottle, Membership, Role, UsedNonce, User
 from saas.auth.sessions import ABSOLUTE_LIFETIME, session_scope_key
-from saas.extensions import db, limiter
+from saas.extensions import db
 from saas.hosts import console_url, tenant_url
 from saas.mail import send_mail
 from saas.modelbase import utcnow
+from saas.netutil import client_ip
 from saas.tenancy.context import current_user_id, set_user, tenant_context
 from saas.tenancy.models import Tenant
 
@@ -40,6 +46,11 @@ log = logging.getLogger("saas.auth")
 LOCK_THRESHOLD = 5
 LOCK_BASE = timedelta(minutes=15)
 LOCK_MAX = timedelta(hours=24)
+# The account's ceiling over every client network: a distributed guess stops there too, while
+# one distant client alone cannot lock the owner out of her own address.
+GLOBAL_THRESHOLD = 100
+GLOBAL_WINDOW = timedelta(hours=1)
+GLOBAL_LOCK = timedelta(hours=1)
 PENDING_MAX_AGE = 600  # seconds between the password and the one-time code
 RESET_MAX_AGE = 3600
 SWITCH_MAX_AGE = 60
@@ -145,10 +156,49 @@ def lock_duration(failures: int) -> timedelta:
     return min(LOCK_BASE * (2 ** (nth - 1)), LOCK_MAX)
 
 
+def client_network(address: str | None = None) -> str:
+    """The client's address as throttles count it: an IPv4 address, an IPv6 /64."""
+    raw = address if address is not None else client_ip()
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw[:45]
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _throttle_key(email: str, network: str) -> str:
+    # Keyed by the normalised address whether or not an account has it, and on every host
+    # alike: an unknown address locks exactly like a real account, the lock message says
+    # nothing of which addresses exist.
+    return keys.hmac_hex(keys.current_key(), f"login|{email}|{network}".encode(), 64)
+
+
+def _account_key(email: str) -> str:
+    return _throttle_key(email, "account")
+
+
+def _throttle_keys(email: str) -> tuple[str, str]:
+    """(this client network's key, the account's ceiling key) for `email`."""
+    email = normalise_email(email)
+    return _throttle_key(email, client_network()), _throttle_key(email, "*")
+
+
+def login_locked_until(email: str) -> datetime | None:
+    """When the login of `email` from this client unlocks, or None if it is not locked."""
+    now = utcnow()
+    until = db.session.execute(
+        db.select(db.func.max(LoginThrottle.locked_until))
+        .where(LoginThrottle.key.in_(_throttle_keys(email)), LoginThrottle.locked_until > now)
+    ).scalar()
+    return until
+
+
 def locked_until(user: User) -> datetime | None:
-    if user.locked_until is not None and user.locked_until > utcnow():
-        return user.locked_until
-    return None
+    return login_locked_until(user.email)
 
 
 def describe_lock(until: datetime) -> str:
@@ -166,56 +216,143 @@ def describe_lock(until: datetime) -> str:
     )
 
 
-def _register_failure(user: User, reason: str) -> Outcome:
-    """Count one more failure on the account, lock it at each threshold, audit, commit."""
-    count = db.session.execute(
-        db.update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
+def _upsert(values: dict):
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(LoginThrottle).values(**values)
+
+
+def _count_failure(key: str, account: str, window: timedelta) -> int:
+    """One more failure on `key` (a fresh count once its window is over); the new count.
+
+    A single INSERT ... ON CONFLICT DO UPDATE: concurrent failures on several web processes
+    each get their own count, so exactly one of them reaches each threshold.
+    """
+    now = utcnow()
+    stmt = _upsert({"key": key, "account": account, "failures": 1, "window_ends": now + window,
+                    "locked_until": None})
+    over = LoginThrottle.window_ends <= now
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LoginThrottle.key],
+        set_={
+            "failures": sa.case((over, 1), else_=LoginThrottle.failures + 1),
+            "window_ends": sa.case((over, now + window), else_=LoginThrottle.window_ends),
+            "locked_until": sa.case((over, sa.null()), else_=LoginThrottle.locked_until),
+        },
+    ).returning(LoginThrottle.failures)
+    return db.session.execute(stmt).scalar_one()
+
+
+def _lock(key: str, until: datetime) -> None:
+    db.session.execute(
+        db.update(LoginThrottle).where(LoginThrottle.key == key)
+        .values(locked_until=until)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
-    until = None
-    data: dict = {"result": "failure", "reason": reason}
+    )
+
+
+def _register_failure(email: str, user: User | None, reason: str) -> Outcome:
+    """Count one more failure of `email` from this client and over every client; lock at the
+    thresholds, queue the owner's mail for each new lock, audit, commit."""
+    email = normalise_email(email)
+    here, everywhere = _throttle_keys(email)
+    now = utcnow()
+    locks: list[tuple[str, datetime]] = []
+    account = _account_key(email)
+    count = _count_failure(here, account, LOCK_MAX)
     if count % LOCK_THRESHOLD == 0:
-        until = utcnow() + lock_duration(count)
-        db.session.execute(
-            db.update(User).where(User.id == user.id).values(locked_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        data["locked_until"] = until.isoformat(timespec="seconds")
-    audit("auth.login", actor=user, data=data)
+        until = now + lock_duration(count)
+        _lock(here, until)
+        locks.append(("address", until))
+    total = _count_failure(everywhere, account, GLOBAL_WINDOW)
+    if total % GLOBAL_THRESHOLD == 0:
+        until = now + GLOBAL_LOCK
+        _lock(everywhere, until)
+        locks.append(("everywhere", until))
+    data: dict = {"result": "failure", "reason": reason}
+    if user is None:
+        data["email"] = email[:254]
+    for scope, until in locks:
+        data["locked_until" if scope == "address" else "locked_everywhere_until"] = \
+            until.isoformat(timespec="seconds")
+        _queue_lock_mail(email, scope, until)
+    audit("auth.login", actor=user if user is not None else "anonymous", data=data)
     # The failure must stick even though the login is refused.
     db.session.commit()
+    until = max((u for _s, u in locks), default=None)
     return Outcome(Status.LOCKED if until else Status.INVALID, user, until)
 
 
-def _phantom_key(email: str) -> str:
-    # Addresses without an account on this host lock like real accounts, so the lock message
-    # does not reveal which addresses exist. Keyed by host and address, hashed with the secret.
-    raw = f"{session_scope_key()}|{email}".encode()
-    return f"saas-auth-phantom:{keys.hmac_hex(keys.current_key(), raw)}"
+# The job kind that tells an account's owner it was locked (declared in saas.auth.tasks).
+LOCK_MAIL = "auth.lock_mail"
 
 
-def _phantom_locked_until(email: str) -> datetime | None:
-    key = _phantom_key(email) + ":lock"
-    if limiter.storage.get(key) > 0:
-        return datetime.fromtimestamp(limiter.storage.get_expiry(key), UTC)
-    return None
+def _queue_lock_mail(email: str, scope: str, until: datetime) -> None:
+    """Queue the owner's notice of a new lock, whether or not the address has an account:
+    the job finds out, so the request does the same work for every address."""
+    from saas.jobs import enqueue
+
+    tenant = g.get("tenant")
+    enqueue(LOCK_MAIL, email=email[:254], scope=scope, until=until.isoformat(),
+            network=client_network(), tenant_id=str(tenant.id) if tenant is not None else None)
 
 
-def _phantom_failure(email: str, reason: str) -> Outcome:
-    base = _phantom_key(email)
-    count = limiter.storage.incr(base + ":fail", int(LOCK_MAX.total_seconds()))
-    until = None
-    if count % LOCK_THRESHOLD == 0:
-        duration = lock_duration(count)
-        limiter.storage.incr(base + ":lock", int(duration.total_seconds()))
-        until = utcnow() + duration
-    audit("auth.login", actor="anonymous",
-          data={"result": "failure", "reason": reason, "email": email[:254]})
-    db.session.commit()
-    return Outcome(Status.LOCKED if until else Status.INVALID, None, until)
+def send_lock_mail(email: str, scope: str, until: datetime, network: str,
+                   tenant: Tenant | None) -> bool:
+    """Tell the owner of `email`, if there is one, that its login was locked. Runs in a job."""
+    user = find_user(email)
+    if user is None or not user.active:
+        return False
+    place = tenant.name if tenant is not None else _("la console intercommunale")
+    when = format_datetime(until, "d MMMM yyyy 'à' HH:mm")
+    if scope == "address":
+        what = _("les connexions à votre compte depuis l'adresse réseau %(network)s sont "
+                 "bloquées jusqu'au %(when)s (heure de Paris)", network=network, when=when)
+    else:
+        what = _("les connexions à votre compte sont bloquées depuis toutes les adresses "
+                 "jusqu'au %(when)s (heure de Paris), car un très grand nombre de tentatives "
+                 "est venu de plusieurs adresses", when=when)
+    subject = _("Connexions à votre compte bloquées – Mutualis")
+    body = _(
+        "Bonjour %(name)s,\n\n"
+        "Plusieurs tentatives de connexion avec un mot de passe ou un code incorrect ont eu "
+        "lieu sur %(place)s : %(what)s.\n\n"
+        "Si c'était vous, patientez ou réinitialisez votre mot de passe depuis la page de "
+        "connexion. Sinon, quelqu'un essaie peut-être d'entrer dans votre compte : choisissez "
+        "un mot de passe que vous n'utilisez nulle part ailleurs et activez la double "
+        "authentification dans « Mon compte ».\n",
+        name=user.name, place=place, what=what,
+    )
+    send_mail(user.email, subject, body)
+    return True
+
+
+def clear_failures(email: str, *, everywhere: bool = False) -> None:
+    """Forget this client's failures for `email`, or every failure of the account (every
+    client network and its ceiling) if `everywhere`."""
+    email = normalise_email(email)
+    if everywhere:
+        condition = LoginThrottle.account == _account_key(email)
+    elif has_request_context():
+        condition = LoginThrottle.key == _throttle_keys(email)[0]
+    else:
+        return
+    db.session.execute(db.delete(LoginThrottle).where(condition)
+                       .execution_options(synchronize_session=False))
+
+
+def purge_expired_throttles() -> int:
+    """Delete the counters whose window and lock are over (in the open transaction)."""
+    now = utcnow()
+    return db.session.execute(
+        db.delete(LoginThrottle).where(
+            LoginThrottle.window_ends < now,
+            sa.or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now))
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 # --- password login ---------------------------------------------------------------------
@@ -226,25 +363,23 @@ def login_with_password(email: str, password: str, next_url: str | None) -> Outc
     email = normalise_email(email)
     user = find_user(email)
     role = access_role(user) if user is not None else None
-    if user is None or role is None:
-        until = _phantom_locked_until(email)
-        if until is not None:
-            audit("auth.login", actor="anonymous",
-                  data={"result": "failure", "reason": "locked", "email": email[:254]})
-            db.session.commit()
-            return Outcome(Status.LOCKED, None, until)
-        # Same Argon2 work as a real account, so timing does not tell them apart.
-        passwords.verify_password(user.password_hash if user else None, password)
-        return _phantom_failure(email, "no_access" if user else "unknown_account")
-
-    until = locked_until(user)
+    # Locks are per (address, client network) whether or not an account has the address, so
+    # the lock says nothing of which addresses exist.
+    until = login_locked_until(email)
     if until is not None:
-        audit("auth.login", actor=user, data={"result": "failure", "reason": "locked"})
+        data = {"result": "failure", "reason": "locked"}
+        if user is None or role is None:
+            data["email"] = email[:254]
+        audit("auth.login", actor=user if role is not None else "anonymous", data=data)
         db.session.commit()
-        return Outcome(Status.LOCKED, user, until)
-    if not passwords.verify_password(user.password_hash, password):
-        return _register_failure(user, "bad_password")
-    if passwords.needs_rehash(user.password_hash):
+        return Outcome(Status.LOCKED, user if role is not None else None, until)
+    if user is None or role is None:
+        # Same Argon2 work as a real account, so timing does not tell them apart.
+        passwords.verify_password(credentials.password_hash(user) if user else None, password)
+        return _register_failure(email, None, "no_access" if user else "unknown_account")
+    if not passwords.verify_password(credentials.password_hash(user), password):
+        return _register_failure(email, user, "bad_password")
+    if passwords.needs_rehash(credentials.password_hash(user)):
         user.password_hash = passwords.hash_password(password)
 
     if user.totp_enabled or totp_required(user, role):
@@ -267,9 +402,10 @@ def complete_login(user: User, *, totp_ok: bool, method: str, action: str = "aut
     session["totp_ok"] = totp_ok
     db.session.execute(
         db.update(User).where(User.id == user.id)
-        .values(failed_logins=0, locked_until=None, last_login_at=utcnow())
+        .values(last_login_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    clear_failures(user.email)  # this client's failures; the account's ceiling runs its course
     audit(action, actor=user, data={"result": "success", "method": method, **(data or {})})
     db.session.commit()
 
@@ -356,7 +492,7 @@ def verify_second_factor(user: User, pending: dict, code: str) -> Outcome:
         log.error("TOTP secret of user %s cannot be decrypted (SECRET_KEY changed?)", user.id)
         ok = False
     if not ok:
-        outcome = _register_failure(user, "bad_totp")
+        outcome = _register_failure(user.email, user, "bad_totp")
         if outcome.status == Status.LOCKED:
             session.clear()
         return outcome
@@ -392,7 +528,7 @@ def confirm_forced_enrolment(user: User, pending: dict, code: str) -> Outcome:
     secret = enrolment_secret()
     step = totp.matching_step(secret, code)
     if step is None:
-        outcome = _register_failure(user, "bad_totp_enrolment")
+        outcome = _register_failure(user.email, user, "bad_totp_enrolment")
         if outcome.status == Status.LOCKED:
             session.clear()
         return outcome
@@ -440,7 +576,7 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
 
 def _fingerprint_data(user: User) -> bytes:
     # Changes with the password and with the session version: a used link dies with them.
-    return f"{user.password_hash or ''}|{user.session_version}".encode()
+    return f"{credentials.password_hash(user) or ''}|{user.session_version}".encode()
 
 
 def _password_fingerprint(user: User) -> str:
@@ -539,14 +675,31 @@ def check_reset_token(token: str) -> tuple[User | None, str | None]:
     return user, None
 
 
-def reset_password(user: User, new_password: str) -> None:
-    """Set the new password, log out every session of the user, clear the lockout."""
-    user.password_hash = passwords.hash_password(new_password)
-    user.session_version += 1
-    user.failed_logins = 0
-    user.locked_until = None
+def reset_password(user: User, new_password: str) -> bool:
+    """Set the new password, log out every session of the user, clear the lockout.
+
+    The link is consumed by the same statement that sets the password: it writes only while the
+    session version is the one the link was checked against, and bumps it. Of two requests
+    holding the same link, the second finds the version moved (PostgreSQL re-reads the row once
+    the first commits) and writes nothing. Returns False then: the link has already served.
+    """
+    new_hash = passwords.hash_password(new_password)
+    version = user.session_version
+    done = db.session.execute(
+        db.update(User)
+        .where(User.id == user.id, User.session_version == version)
+        .values(password_hash=new_hash, session_version=version + 1)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if done is None:
+        db.session.rollback()
+        return False
+    db.session.expire(user)
+    clear_failures(user.email, everywhere=True)  # the link proved the mailbox: every lock ends
     audit("auth.password_reset", actor=user)
     db.session.commit()
+    return True
 
 
 def change_password(user: User, current: str, new: str) -> tuple[str, str] | None:
@@ -555,14 +708,14 @@ def change_password(user: User, current: str, new: str) -> tuple[str, str] | Non
     Every other session of the account ends (the session version changes); this one carries
     on under the new version, second factor included.
     """
-    if not passwords.verify_password(user.password_hash, current):
+    if not passwords.verify_password(credentials.password_hash(user), current):
         audit("auth.password_change", actor=user, data={"result": "failure", "reason": "bad_password"})
         db.session.commit()
         return "current", _("Mot de passe actuel incorrect.")
     problem = passwords.password_problem(new, email=user.email, name=user.name)
     if problem is not None:
         return "password", problem
-    if passwords.verify_password(user.password_hash, new):
+    if passwords.verify_password(credentials.password_hash(user), new):
         return "password", _("Le nouveau mot de passe doit être différent de l'actuel.")
     user.password_hash = passwords.hash_password(new)
     user.session_version += 1
@@ -573,39 +726,87 @@ def change_password(user: User, current: str, new: str) -> tuple[str, str] | Non
 
 
 # --- commune switch ---------------------------------------------------------------------
+#
+# A hand-off link must log in only the browser that asked for it (otherwise anyone could mail
+# their own link to someone and log them into the sender's account: login CSRF). The target
+# host cannot read the source host's cookies, so the browser first visits the target, which
+# sets a random nonce in its own host-only cookie and sends the browser back to the source with
+# the nonce's SHA-256; the source signs that digest into the link. The target accepts the link
+# only from a browser holding the nonce. As OAuth's `state`: the source never sees the nonce,
+# the link alone is worthless, and the digest travels only through the asking browser.
+#
+#   source  POST /auth/switch (CSRF form)    -> remembers the target in its session
+#   target  GET  /auth/handoff/begin?src=…   -> sets the nonce cookie
+#   source  GET  /auth/switch/issue?c=…      -> signs {user, target, digest}, once per request
+#   target  GET  /auth/handoff?token=…       -> nonce cookie must match the digest
 
 
-def switch_url(user: User, slug: str) -> str | None:
-    """Issue a one-time hand-off to another commune of the user; None if not allowed."""
+def browser_digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def begin_switch(user: User, slug: str) -> str | None:
+    """Start a switch to the commune `slug` of the user: the URL of the target's first step,
+    or None if not allowed."""
     current = g.get("tenant")
     target = next((t for t, _r in memberships_of(user) if t.slug == slug), None)
     if target is None or (current is not None and target.id == current.id):
         return None
-    token = _serializer(_SWITCH_SALT).dumps({
-        "u": str(user.id),
-        "t": str(target.id),
-        "n": secrets.token_urlsafe(16),
-        "v": user.session_version,
-        "tf": bool(session.get("totp_ok")),
-        "src": current.slug if current is not None else "console",
-    })
+    session["switch"] = {"t": str(target.id), "at": int(time.time())}
+    source = current.slug if current is not None else "console"
+    return tenant_url(target, "/auth/handoff/begin?" + urlencode({"src": source}))
+
+
+def handoff_begin(source: str) -> tuple[str, str] | None:
+    """On the target host: (URL of the source's issuing step, nonce for this browser's cookie),
+    or None if `source` is no host a switch can come from."""
+    if source == "console":
+        origin = console_url
+    else:
+        tenant = db.session.execute(
+            db.select(Tenant).where(Tenant.slug == source[:40])
+        ).scalar_one_or_none()
+        if tenant is None or not tenant.is_active:
+            return None
+        origin = lambda path: tenant_url(tenant, path)  # noqa: E731
+    nonce = secrets.token_urlsafe(32)
+    return origin("/auth/switch/issue?" + urlencode({"c": browser_digest(nonce)})), nonce
+
+
+def switch_url(user: User, digest: str) -> str | None:
+    """Issue the one-time hand-off asked for in this session, bound to the browser whose nonce
+    has the SHA-256 `digest`; None if no switch was asked for here (or too long ago)."""
+    asked = session.pop("switch", None)
+    if not isinstance(asked, dict) or time.time() - float(asked.get("at", 0)) > SWITCH_MAX_AGE:
+        return None
+    if not isinstance(digest, str) or len(digest) != 64 or not all(
+            c in "0123456789abcdef" for c in digest):
+        return None
+    current = g.get("tenant")
+    target = next((t for t, _r in memberships_of(user) if str(t.id) == asked.get("t")), None)
+    if target is None:
+        return None
+    token = make_switch_token(user, target, totp_ok=bool(session.get("totp_ok")),
+                              source=current.slug if current is not None else "console",
+                              browser=digest)
     audit("auth.switch", actor=user, target=target.slug,
           data={"direction": "out", "to": target.slug})
     db.session.commit()
     return tenant_url(target, "/auth/handoff?" + urlencode({"token": token}))
 
 
-def make_switch_token(user: User, target: Tenant, *, totp_ok: bool = False,
+def make_switch_token(user: User, target: Tenant, *, browser: str, totp_ok: bool = False,
                       source: str = "console") -> str:
-    """Sign a hand-off token by hand (for tests and operators' tooling)."""
+    """Sign a hand-off token for the browser whose nonce has the SHA-256 `browser`."""
     return _serializer(_SWITCH_SALT).dumps({
         "u": str(user.id), "t": str(target.id), "n": secrets.token_urlsafe(16),
-        "v": user.session_version, "tf": totp_ok, "src": source,
+        "v": user.session_version, "tf": totp_ok, "src": source, "b": browser,
     })
 
 
-def accept_handoff(token: str) -> tuple[Outcome | None, str | None]:
-    """Log in from another commune's hand-off; return (outcome, None) or (None, error code)."""
+def accept_handoff(token: str, browser_nonce: str | None) -> tuple[Outcome | None, str | None]:
+    """Log in from another commune's hand-off, if this browser is the one that asked for it
+    (it holds the nonce whose digest was signed); return (outcome, None) or (None, error)."""
     try:
         data = _serializer(_SWITCH_SALT).loads(token, max_age=SWITCH_MAX_AGE)
     except SignatureExpired:
@@ -621,6 +822,13 @@ def accept_handoff(token: str) -> tuple[Outcome | None, str | None]:
         return None, "invalid"
     if user is None or user.session_version != data.get("v"):
         return None, "invalid"
+    if not browser_nonce or not hmac.compare_digest(browser_digest(browser_nonce),
+                                                    str(data.get("b", ""))):
+        # Not consumed: the browser that asked can still use it within the minute.
+        audit("auth.switch", actor=user,
+              data={"direction": "in", "result": "failure", "reason": "other_browser"})
+        db.session.commit()
+        return None, "other_browser"
 
     purge_expired_nonces()
     try:

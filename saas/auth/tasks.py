@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from saas.auth.services import RESET_MAIL, purge_expired_nonces, send_reset_mail
+from saas.auth.services import (
+    LOCK_MAIL,
+    RESET_MAIL,
+    purge_expired_nonces,
+    purge_expired_throttles,
+    send_lock_mail,
+    send_reset_mail,
+)
 from saas.extensions import db
 from saas.jobs import QueueNames, job_kind, periodic
 from saas.tenancy.models import Tenant
@@ -28,11 +36,26 @@ def reset_mail(email: str, tenant_id: str | None = None, ip: str | None = None) 
     return {"done": True}
 
 
+@job_kind(LOCK_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
+          max_attempts=6, backoff=30, max_backoff=600)
+def lock_mail(email: str, scope: str, until: str, network: str,
+              tenant_id: str | None = None) -> dict:
+    """Tell the owner of `email` (if the address has an account) that its login was locked.
+
+    Queued once per lock, for any address (the request must not tell whether it has an
+    account); the result says nothing of that either, the mail log does.
+    """
+    tenant = db.session.get(Tenant, uuid.UUID(tenant_id)) if tenant_id else None
+    send_lock_mail(email, scope, datetime.fromisoformat(until), network, tenant)
+    return {"done": True}
+
+
 @job_kind("auth.purge_nonces", queue=QueueNames.MAINTENANCE, platform=True, timeout=600,
           max_attempts=3, backoff=300)
 def purge_nonces() -> dict:
-    """Delete the one-time nonces (logouts, commune switches) whose tokens have expired."""
-    return {"deleted": purge_expired_nonces()}
+    """Delete the one-time nonces (logouts, commune switches) whose tokens have expired, and
+    the failed-login counters whose window and lock are over."""
+    return {"deleted": purge_expired_nonces(), "throttles": purge_expired_throttles()}
 
 
 periodic("auth.purge_nonces", "auth.purge_nonces", every=3600)

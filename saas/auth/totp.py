@@ -101,15 +101,18 @@ def consume_step(user_id: uuid.UUID, step: int) -> bool:
 
 def verify_user_code(user, code: str) -> bool:
     """Check a code against the user's enrolled secret, refusing replays of a used step."""
-    if not user.totp_secret_enc:
+    from saas.auth import credentials
+
+    stored = credentials.totp_secret_enc(user)
+    if not stored:
         return False
-    step = matching_step(decrypt_secret(user.totp_secret_enc), code)
+    step = matching_step(decrypt_secret(stored), code)
     if step is None or not consume_step(user.id, step):
         return False
     db.session.refresh(user, ["totp_last_step"])
-    if under_former_key(user.totp_secret_enc):
+    if under_former_key(stored):
         # After a key rotation, each secret moves to the new key at its next use.
-        user.totp_secret_enc = reencrypt_secret(user.totp_secret_enc)
+        user.totp_secret_enc = reencrypt_secret(stored)
     return True
 
 

@@ -290,7 +290,9 @@ def reset_password(token: str):
     if form.validate_on_submit():
         error = password_problem(form.password.data, email=user.email, name=user.name)
         if error is None:
-            services.reset_password(user, form.password.data)
+            if not services.reset_password(user, form.password.data):
+                return render_template("auth/reset_invalid.html",
+                                       message=str(_TOKEN_ERRORS["used"])), 400
             flash(_("Votre mot de passe a été changé : connectez-vous avec le nouveau."), "success")
             return redirect(url_for("auth.login"))
         form.password.errors = [*form.password.errors, error]
@@ -307,34 +309,73 @@ def switch():
     form = SwitchForm()
     if not form.validate_on_submit():
         abort(400)
-    target = services.switch_url(current_user, form.slug.data)
+    target = services.begin_switch(current_user, form.slug.data)
     if target is None:
         abort(404)
     return redirect(target)
 
 
+@bp.get("/switch/issue")
+@login_required
+def switch_issue():
+    target = services.switch_url(current_user, request.args.get("c", ""))
+    if target is None:
+        return render_template("auth/handoff_error.html",
+                               message=str(_HANDOFF_ERRORS["expired"])), 400
+    return redirect(target)
+
+
 _HANDOFF_ERRORS = {
-    "expired": _l("Le lien de changement de commune a expiré : recommencez depuis votre "
+    "expired": _l("Le lien de changement de commune a expiré : recommencez depuis votre "
                   "commune d'origine."),
     "invalid": _l("Le lien de changement de commune n'est pas valide."),
     "used": _l("Ce lien de changement de commune a déjà servi."),
     "no_access": _l("Votre compte n'a pas accès à cette commune."),
+    "other_browser": _l("Ce lien de changement de commune ne fonctionne que dans le navigateur "
+                        "qui l'a demandé : recommencez depuis votre commune d'origine."),
 }
+
+
+def _handoff_cookie() -> str:
+    # Host-only like the session cookie: another commune's host can neither read nor set it.
+    return "__Host-handoff" if current_app.config.get("SESSION_COOKIE_SECURE") else "handoff"
+
+
+@bp.get("/handoff/begin")
+def handoff_begin():
+    if g.get("host_kind") != "tenant":
+        abort(404)
+    step = services.handoff_begin(request.args.get("src", ""))
+    if step is None:
+        return render_template("auth/handoff_error.html",
+                               message=str(_HANDOFF_ERRORS["invalid"])), 400
+    url, nonce = step
+    response = redirect(url)
+    response.set_cookie(_handoff_cookie(), nonce, max_age=services.SWITCH_MAX_AGE * 2, path="/",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+                        httponly=True, samesite="Lax")
+    return response
 
 
 @bp.get("/handoff")
 def handoff():
     if g.get("host_kind") != "tenant":
         abort(404)
-    outcome, problem = services.accept_handoff(request.args.get("token", ""))
+    outcome, problem = services.accept_handoff(request.args.get("token", ""),
+                                               request.cookies.get(_handoff_cookie()))
     if problem is not None:
         status = 403 if problem == "no_access" else 400
         return render_template("auth/handoff_error.html",
                                message=str(_HANDOFF_ERRORS[problem])), status
     if outcome.status == Status.LOCKED:
+        response = redirect(url_for("auth.login"))
         flash(services.describe_lock(outcome.locked_until), "error")
-        return redirect(url_for("auth.login"))
-    if outcome.status in (Status.SECOND_FACTOR, Status.ENROL):
-        return _second_factor_redirect(outcome)
-    flash(_("Vous êtes connecté à %(commune)s.", commune=g.tenant.name), "success")
-    return redirect(url_for("web.index"))
+    elif outcome.status in (Status.SECOND_FACTOR, Status.ENROL):
+        response = _second_factor_redirect(outcome)
+    else:
+        flash(_("Vous êtes connecté à %(commune)s.", commune=g.tenant.name), "success")
+        response = redirect(url_for("web.index"))
+    response.delete_cookie(_handoff_cookie(), path="/",
+                           secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+                           httponly=True, samesite="Lax")
+    return response

@@ -12,6 +12,10 @@ PLATFORM_TABLES = {
     "tenant_domains": "host routing table, read before any tenant is known",
     "users": "people are platform-wide; memberships carry the tenant",
     "used_nonces": "one-time token ledger, holds no tenant data",
+    "auth_secret_reads": "per-connection count of account secrets read in the current "
+                         "transaction; the application role has no right on it",
+    "login_throttles": "failed-login counters per (account, client network), HMAC keys only; "
+                       "accounts are platform-wide",
     "platform_audit_events": "the intercommunal IT staff's own audit chain",
     "job_queue": "job scheduling envelope (ids, states, times); payloads stay in RLS-protected jobs",
     "platform_jobs": "payloads of platform-wide jobs (backups, purges), which belong to no commune",
@@ -21,6 +25,12 @@ PLATFORM_TABLES = {
                   "forced, so ged_search_top() (owner, filters on app.current_tenant) can use "
                   "its GIN index; see migrations 0003 and 0004",
 }
+
+# Columns the application role may not select: it reads one account's value at a time
+# through the SECURITY DEFINER functions of migration 0005 (saas.auth.credentials).
+SECRET_COLUMNS = {"users": ("password_hash", "totp_secret_enc")}
+# Tables only the owner's functions use.
+OWNER_ONLY_TABLES = ("auth_secret_reads",)
 
 # Tables the application role may only read and append to.
 APPEND_ONLY_TABLES = ("audit_events", "platform_audit_events")
@@ -56,6 +66,19 @@ def grant_app_role(conn: sa.Connection, role: str) -> None:
     conn.execute(sa.text(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {ident}"))
     for table in APPEND_ONLY_TABLES:
         conn.execute(sa.text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {ident}"))
+    existing = set(sa.inspect(conn).get_table_names())
+    for table in OWNER_ONLY_TABLES:
+        if table in existing:
+            conn.execute(sa.text(f"REVOKE ALL ON {table} FROM {ident}"))
+    for table, hidden in SECRET_COLUMNS.items():
+        if table not in existing:
+            continue
+        # A table-wide SELECT would cover every column: replace it by the columns one by one
+        # (re-run at each `saas init`, so a column added later is readable, unless listed).
+        columns = [c["name"] for c in sa.inspect(conn).get_columns(table) if c["name"] not in hidden]
+        quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+        conn.execute(sa.text(f"REVOKE SELECT ON {table} FROM {ident}"))
+        conn.execute(sa.text(f"GRANT SELECT ({quoted}) ON {table} TO {ident}"))
 
 
 def check_app_role(conn: sa.Connection) -> str | None:

@@ -95,3 +95,28 @@ def fresh_user(user_id):
 
     db.session.expire_all()
     return db.session.get(User, user_id)
+
+
+def throttle_of(email: str, network: str = "127.0.0.1"):
+    """The failed-login counter row of `email` from `network` ("*": over every network)."""
+    from saas.auth import services
+    from saas.auth.models import LoginThrottle
+    from saas.extensions import db
+
+    db.session.expire_all()
+    key = services._throttle_key(services.normalise_email(email), network)
+    return db.session.get(LoginThrottle, key)
+
+
+def stored_password_hash(user_id):
+    """The user's password hash as the database has it now (read as the application does)."""
+    from saas.auth import credentials
+
+    return credentials.password_hash(fresh_user(user_id))
+
+
+def stored_totp_secret(user_id):
+    """The user's encrypted TOTP secret as the database has it now."""
+    from saas.auth import credentials
+
+    return credentials.totp_secret_enc(fresh_user(user_id))

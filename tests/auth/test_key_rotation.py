@@ -21,6 +21,7 @@ from tests.auth.helpers import (
     location_path,
     login,
     post_form,
+    stored_totp_secret,
     submit_code,
 )
 from tests.support.smtp import body_of
@@ -43,7 +44,7 @@ def _under_former_key(app, user_id) -> bool:
     from saas.auth import totp
 
     with app.app_context():
-        return totp.under_former_key(fresh_user(user_id).totp_secret_enc)
+        return totp.under_former_key(stored_totp_secret(user_id))
 
 
 def _reencrypt(app):

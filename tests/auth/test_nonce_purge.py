@@ -28,7 +28,29 @@ def test_the_purge_job_deletes_only_expired_nonces(app):
     assert db.session.execute(sa.select(UsedNonce.nonce)).scalars().all() == ["logout:live"]
     from saas.jobs import get_job
 
-    assert get_job(job.id).result == {"deleted": 2}
+    assert get_job(job.id).result == {"deleted": 2, "throttles": 0}
+
+
+def test_the_purge_job_deletes_only_finished_login_counters(app):
+    from saas.auth.models import LoginThrottle
+
+    now = utcnow()
+    db.session.add_all([
+        LoginThrottle(key="over", account="a", failures=3, window_ends=now - timedelta(minutes=1)),
+        LoginThrottle(key="counting", account="a", failures=3, window_ends=now + timedelta(minutes=1)),
+        LoginThrottle(key="still-locked", account="a", failures=5, window_ends=now - timedelta(minutes=1),
+                      locked_until=now + timedelta(minutes=5)),
+    ])
+    db.session.commit()
+    job = enqueue("auth.purge_nonces")
+    db.session.commit()
+    run_pending()
+    db.session.expire_all()
+    keys = db.session.execute(sa.select(LoginThrottle.key).order_by(LoginThrottle.key)).scalars().all()
+    assert keys == ["counting", "still-locked"]
+    from saas.jobs import get_job
+
+    assert get_job(job.id).result == {"deleted": 0, "throttles": 1}
 
 
 def test_the_purge_recurs():

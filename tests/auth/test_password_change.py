@@ -9,11 +9,11 @@ from tests.auth.helpers import (
     audit_entries,
     code_for,
     enrol_totp,
-    fresh_user,
     is_logged_in,
     location_path,
     login,
     post_form,
+    stored_password_hash,
     submit_code,
 )
 from tests.conftest import PASSWORD
@@ -55,7 +55,7 @@ def test_refusals_say_why_and_change_nothing(tenant_a, make_user, client_for):
     user = make_user(tenant_a, "agent")
     client = client_for(tenant_a)
     login(client, user.email)
-    before = fresh_user(user.id).password_hash
+    before = stored_password_hash(user.id)
     cases = [
         ({"current": "pas-le-bon-mot-de-passe"}, "Mot de passe actuel incorrect."),
         ({"new": "court"}, "au moins 12 caractères"),
@@ -68,7 +68,7 @@ def test_refusals_say_why_and_change_nothing(tenant_a, make_user, client_for):
         page = html.unescape(response.get_data(as_text=True))
         assert response.status_code == 422 and message in page, (args, page[:200])
         assert "<title>Erreur" in page and PASSWORD not in page and NEW not in page
-    assert fresh_user(user.id).password_hash == before and is_logged_in(client)
+    assert stored_password_hash(user.id) == before and is_logged_in(client)
     failures = [d for a, _who, d in audit_entries(tenant_a) if a == "auth.password_change"]
     assert failures == [{"result": "failure", "reason": "bad_password"}]
 

@@ -18,6 +18,7 @@ from tests.auth.helpers import (
     location_path,
     login,
     post_form,
+    throttle_of,
 )
 from tests.support.smtp import body_of
 
@@ -151,14 +152,13 @@ def test_weak_or_mismatched_new_password_is_refused_with_the_reason(
 
 def test_reset_clears_the_lockout(tenant_a, make_user, client_for, smtp_server):
     user = make_user(tenant_a, "agent")
-    row = fresh_user(user.id)
-    row.failed_logins, row.locked_until = 5, utcnow().replace(year=utcnow().year + 1)
-    db.session.commit()
+    for _ in range(5):
+        login(client_for(tenant_a), user.email, "not-the-password-1")
+    assert throttle_of(user.email).locked_until is not None
     _ask_reset(client_for(tenant_a), user.email)
     path = urlsplit(_link_in_mail(smtp_server, user.email)).path
     _set_password(client_for(tenant_a), path)
-    row = fresh_user(user.id)
-    assert row.failed_logins == 0 and row.locked_until is None
+    assert throttle_of(user.email) is None and throttle_of(user.email, "*") is None
     assert login(client_for(tenant_a), user.email, NEW_PASSWORD).status_code == 302
 
 
@@ -240,3 +240,46 @@ def test_no_mail_for_a_commune_suspended_meanwhile(tenant_a, make_user, client_f
     run_pending()
     assert smtp_server.messages == []
     assert _reset_jobs()[0].state == "succeeded"
+
+
+def test_two_concurrent_requests_cannot_both_use_one_link(app, tenant_a, make_user, client_for,
+                                                          smtp_server, monkeypatch):
+    """Both requests pass the link check before either writes: only one may set its password."""
+    import threading
+
+    from saas.auth import passwords
+
+    user = make_user(tenant_a, "agent")
+    _ask_reset(client_for(tenant_a), user.email)
+    path = urlsplit(_link_in_mail(smtp_server, user.email)).path
+    clients = [client_for(tenant_a) for _ in range(2)]
+    tokens = [csrf_token(c.get(path).get_data(as_text=True)) for c in clients]
+
+    both_checked = threading.Barrier(2, timeout=20)
+    real_hash = passwords.hash_password
+
+    def hash_after_both_checked(password):
+        both_checked.wait()  # each request has validated the link and is about to write
+        return real_hash(password)
+
+    monkeypatch.setattr(passwords, "hash_password", hash_after_both_checked)
+    chosen = ["Premier-choix-secret-41", "Second-choix-secret-42"]
+    statuses: list = [None, None]
+
+    def submit(i):
+        statuses[i] = clients[i].post(path, data={"csrf_token": tokens[i], "password": chosen[i],
+                                                  "confirm": chosen[i]}).status_code
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    monkeypatch.setattr(passwords, "hash_password", real_hash)
+
+    assert sorted(statuses) == [302, 400]
+    winner = chosen[statuses.index(302)]
+    loser = chosen[statuses.index(400)]
+    assert login(client_for(tenant_a), user.email, loser).status_code == 200
+    assert login(client_for(tenant_a), user.email, winner).status_code == 302
+    assert [a for a, *_ in audit_entries(tenant_a)].count("auth.password_reset") == 1

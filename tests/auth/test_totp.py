@@ -21,7 +21,9 @@ from tests.auth.helpers import (
     login,
     post_form,
     secret_from,
+    stored_totp_secret,
     submit_code,
+    throttle_of,
 )
 
 WRONG = "Code incorrect ou déjà utilisé."
@@ -70,14 +72,15 @@ def test_admin_must_enrol_before_being_logged_in(tenant_a, make_user, client_for
 
     wrong = submit_code(client, "/auth/totp/enrol", _wrong_code(secret))
     assert wrong.status_code == 200 and WRONG in wrong.get_data(as_text=True)
-    assert fresh_user(admin.id).totp_secret_enc is None
+    assert stored_totp_secret(admin.id) is None
 
     ok = submit_code(client, "/auth/totp/enrol", code_for(secret))
     assert ok.status_code == 302 and location_path(ok) == "/auth/account"
     assert is_logged_in(client)
     row = fresh_user(admin.id)
-    assert row.totp_enabled and secret not in row.totp_secret_enc
-    assert totp.decrypt_secret(row.totp_secret_enc) == secret
+    stored = stored_totp_secret(row.id)
+    assert row.totp_enabled and secret not in stored
+    assert totp.decrypt_secret(stored) == secret
     actions = [(a, d) for a, _actor, d in audit_entries(tenant_a)]
     assert ("auth.totp.enable", {}) in actions
     assert ("auth.login", {"result": "success", "method": "password+totp_enrolment"}) in actions
@@ -117,7 +120,7 @@ def test_wrong_codes_count_toward_the_lockout(tenant_a, make_user, client_for):
     locked = submit_code(client, "/auth/totp", _wrong_code(secret))
     assert location_path(locked) == "/auth/login"
     assert "Compte temporairement verrouillé" in client.get("/auth/login").get_data(as_text=True)
-    assert fresh_user(user.id).locked_until is not None
+    assert throttle_of(user.email).locked_until is not None
     # The pending state is gone: the right code no longer helps.
     assert location_path(client.get("/auth/totp")) == "/auth/login"
 
