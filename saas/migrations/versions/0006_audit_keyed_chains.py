@@ -1,7 +1,7 @@
 """Audit chains keyed: each entry records the id of the audit key whose HMAC it carries
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-08
 
 Entries written before this revision keep key_id NULL and their plain SHA-256 hash: they still
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
