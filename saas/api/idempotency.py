@@ -103,8 +103,12 @@ def _find(actor: str, key: str) -> IdempotencyKey | None:
 
 def _claim(kind: str, actor: str, key: str, fp: str) -> IdempotencyKey | None:
     """Claim `key` for this request (None) or return the row of the request that has it."""
+    db.session.commit()  # the claim must not ride on (nor end) other pending work
+    # This person's expired keys go first: the table holds at most a day of each one's writes.
+    db.session.execute(sa.delete(IdempotencyKey).where(
+        IdempotencyKey.actor == actor, IdempotencyKey.expires_at <= utcnow()))
     for _attempt in range(3):
-        db.session.commit()  # the claim must not ride on (nor end) other pending work
+        db.session.commit()
         now = utcnow()
         row = IdempotencyKey(actor=actor, key=key, kind=kind, fingerprint=fp, status=None,
                              headers={}, created_at=now, expires_at=now + LIFETIME)

@@ -155,6 +155,16 @@ def test_an_expired_key_runs_again(app, tenant_a, api):
     again = _post(client, make_pdf(), "old-key")
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert _documents(tenant_a) == 2
+    # Expired keys are removed as the person writes again: the table keeps a day per person.
+    assert _post(client, make_pdf(), None).status_code == 201
+    with tenant_context(tenant_a):
+        db.session.execute(sa.update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert _post(client, make_pdf(), "new-key").status_code == 201
+    with tenant_context(tenant_a):
+        keys = db.session.execute(sa.select(IdempotencyKey.key)).scalars().all()
+        db.session.rollback()
+    assert keys == ["new-key"]
 
 
 @pytest.mark.parametrize("key", ["", "a" * 256, "clé-accentuée", "with space"])
