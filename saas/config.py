@@ -56,6 +56,7 @@ SETTING_KEYS = (
     "GED_MAX_PENDING_UPLOADS",
     "GED_VERIFY_WHOLE_BELOW",
     "GED_SCRUB_BATCH_BYTES",
+    "GED_CANCEL_WINDOW_HOURS",
     "JOBS_LEASE_SECONDS",
     "JOBS_RECONCILE_SECONDS",
     "JOBS_DISPATCH_GRACE_SECONDS",
@@ -117,6 +118,9 @@ class GedSettings:
     verify_whole_below: int = 4 * 1024 * 1024
     # Bytes one integrity-scrub job reads before handing over to the next (see ged.scrub).
     scrub_batch_bytes: int = 2 * 1024 ** 3
+    # How long after a deposit its author may cancel it ("Annuler ce dépôt"), whatever its
+    # retention: the deposit was a mistake, not a record (see documents.cancel_deposit).
+    cancel_window_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,8 @@ def _ged_settings(get) -> GedSettings:
         verify_whole_below=_number(get, "GED_VERIFY_WHOLE_BELOW", defaults.verify_whole_below,
                                    int),
         scrub_batch_bytes=_number(get, "GED_SCRUB_BATCH_BYTES", defaults.scrub_batch_bytes, int),
+        cancel_window_hours=_number(get, "GED_CANCEL_WINDOW_HOURS", defaults.cancel_window_hours,
+                                    int),
     )
 
 

@@ -33,7 +33,7 @@ def set_authenticator(app: Flask, authenticate: Callable[[ApiRegistry], Response
 
 def init_app(app: Flask) -> None:
     """Build and register the API blueprint from every set offered (after the features)."""
-    from saas.api import meta
+    from saas.api import idempotency, meta
     from saas.extensions import csrf
 
     authenticate = app.extensions.get(_AUTHENTICATOR)
@@ -47,6 +47,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
     csrf.exempt(blueprint)
     app.extensions["saas_api"] = registry
+    idempotency.init_app(app)
 
 
 def current_api() -> ApiRegistry:

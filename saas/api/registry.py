@@ -27,6 +27,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
 
+from saas.api import idempotency
 from saas.api.helpers import MAX_PAGE
 from saas.api.validation import check_schema, validate, validation_error
 from saas.bodies import cap_body
@@ -232,6 +233,11 @@ class ApiRegistry:
         def checked(*args: Any, **kwargs: Any):
             if op.roles:
                 require_roles(op.roles)
+            if op.method == "POST" and not op.public:
+                # Before the body is read or streamed: a repetition is answered from the store.
+                replayed = idempotency.begin_api(streamed=op.request is None)
+                if replayed is not None:
+                    return replayed
             if op.request is not None:
                 kwargs["body"] = self.validated_body(op.request)
             return view(*args, **kwargs)
@@ -349,6 +355,8 @@ class ApiRegistry:
              "schema": q.schema}
             for q in op.query
         ]
+        if op.method == "POST" and not op.public:
+            params.append(dict(idempotency.PARAMETER_DOC))
         if params:
             doc["parameters"] = params
         if op.request is not None:
@@ -379,6 +387,8 @@ class ApiRegistry:
         if op.query:
             errors.add(422)
         errors |= set(op.extra_responses)
+        if op.method == "POST" and not op.public:
+            errors |= {400, 409, 422}
         for status in sorted(errors):
             name = _ERROR_RESPONSES[status][0] if status in _ERROR_RESPONSES else None
             if status in op.extra_responses or name is None:

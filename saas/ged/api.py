@@ -332,6 +332,20 @@ def delete_document(document_id: uuid.UUID):
     return "", 204
 
 
+@operations.operation("POST", "/documents/<uuid:document_id>/cancel", summary="Annuler un dépôt fait par erreur",
+               tags=("documents",), status=204, roles=("admin", "agent"),
+               description="Efface pour de bon le document (versions, octets, espace utilisé), "
+                           "quelle que soit sa durée de conservation : seulement par la personne "
+                           "qui l'a déposé, dans les 24 heures (SAAS_GED_CANCEL_WINDOW_HOURS), "
+                           "tant que personne d'autre ne l'a modifié ni versionné et qu'il n'a "
+                           "pas été partagé. Journalisé (ged.cancel : titre, taille, SHA-256).",
+               errors={403: "Ce n'est pas votre dépôt.",
+                       409: "Délai dépassé, document modifié par quelqu'un d'autre ou partagé."})
+def cancel_deposit(document_id: uuid.UUID):
+    documents.cancel_deposit(current_tenant(), _document(document_id), current_actor())
+    return "", 204
+
+
 @operations.operation("POST", "/documents/<uuid:document_id>/restore", summary="Restaurer depuis la corbeille",
                tags=("documents",), response=DOCUMENT, roles=("admin", "agent"),
                errors={409: "Le document n'est pas dans la corbeille."})

@@ -178,7 +178,10 @@ def document(document_id: uuid.UUID, error: AppError | None = None, status: int 
     return render_template("ged/document.html", doc=doc, nodes=filing.filing_plan(),
                            versions=sorted(doc.versions, key=lambda v: -v.number),
                            current=current, shares=outgoing, targets=targets, indexing=indexing,
-                           retention_block=retention.retention_block(doc), error=error), status
+                           retention_block=retention.retention_block(doc), error=error,
+                           people=fields.designated_people(doc.id),
+                           cancel_block=documents.cancel_block(doc, current_actor()),
+                           cancel_hours=current_settings().ged.cancel_window_hours), status
 
 
 @bp.get("/documents/<uuid:document_id>/contenu")
@@ -239,6 +242,20 @@ def delete(document_id: uuid.UUID):
     except AppError as exc:
         return document(document_id, error=exc, status=exc.status)
     flash(_("Document placé dans la corbeille (restaurable pendant 30 jours)."), "success")
+    return redirect(url_for("ged.index"), 303)
+
+
+@bp.post("/documents/<uuid:document_id>/annuler-depot")
+@member_required
+def cancel_deposit(document_id: uuid.UUID):
+    doc = _document_or_404(document_id)
+    title = doc.title
+    try:
+        documents.cancel_deposit(current_tenant(), doc, current_actor())
+    except AppError as exc:
+        db.session.rollback()
+        return document(document_id, error=exc, status=exc.status)
+    flash(_("Dépôt de « %(t)s » annulé : le document est effacé.", t=title), "success")
     return redirect(url_for("ged.index"), 303)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -25,6 +25,7 @@ from saas.ged.models import (
     DocumentVersion,
     ExtractionState,
     FinalFate,
+    Share,
 )
 from saas.ged.services import extraction
 from saas.ged.services.access import require_writer, visible_clause
@@ -32,6 +33,7 @@ from saas.ged.services.fields import DocumentFields
 from saas.ged.services.quota import add_usage
 from saas.ged.services.retention import (
     check_retention_change,
+    destroy_document,
     hold_strength,
     note_status,
     retention_block,
@@ -258,3 +260,67 @@ def trash_query(actor: Actor) -> sa.Select:
     return (sa.select(Document).where(Document.deleted_at.is_not(None), visible_clause(actor))
             .options(selectinload(Document.versions))
             .order_by(Document.deleted_at.desc(), Document.id))
+
+
+# -- cancelling a deposit made by mistake ----------------------------------------------------
+
+
+def cancel_block(document: Document, actor: Actor) -> str | None:
+    """Why `actor` may not cancel this deposit (None: they may).
+
+    Only its author, within `GedSettings.cancel_window_hours` of the deposit, and only while
+    the document is still exactly what they deposited: one version, theirs; never described,
+    versioned or moved by someone else; never shared with another commune. Its retention does
+    not matter: retention protects records, and a deposit made by mistake is not one yet.
+    """
+    if actor.user_id is None or document.created_by != actor.user_id:
+        return _("Seule la personne qui a déposé ce document peut annuler son dépôt.")
+    hours = current_settings().ged.cancel_window_hours
+    if utcnow() - document.created_at > timedelta(hours=hours):
+        return _("Le dépôt date de plus de %(n)d heures : il ne peut plus être annulé.", n=hours)
+    if document.legal_hold:
+        return _("Ce document est sous gel juridique : son dépôt ne peut plus être annulé.")
+    if any(v.created_by != actor.user_id for v in document.versions):
+        return _("Quelqu'un d'autre a ajouté une version : le dépôt ne peut plus être annulé.")
+    shared = db.session.execute(sa.select(Share.id).where(
+        sa.or_(Share.document_id == document.id,
+               sa.and_(Share.classification_path.is_not(None),
+                       sa.literal(document.classification_path or "").startswith(
+                           Share.classification_path))))).first()
+    if shared is not None:
+        return _("Ce document a été partagé avec une autre commune : son dépôt ne peut plus "
+                 "être annulé.")
+    from saas.audit.models import AuditEvent
+
+    touched = db.session.execute(sa.select(AuditEvent.id).where(
+        AuditEvent.target == f"document:{document.id}",
+        AuditEvent.action.in_(("ged.update", "ged.version", "ged.delete", "ged.restore")),
+        sa.or_(AuditEvent.actor_id.is_(None), AuditEvent.actor_id != actor.user_id))).first()
+    if touched is not None:
+        return _("Quelqu'un d'autre a modifié ce document : son dépôt ne peut plus être annulé.")
+    return None
+
+
+def cancel_deposit(tenant: TenantSnapshot, document: Document, actor: Actor) -> None:
+    """Remove a deposit made by mistake, for good (rows, bytes, usage); audited `ged.cancel`.
+
+    Erased rather than put in the trash: the trash would keep it 30 days, and then, as it
+    carries a retention rule, for a bordereau d'élimination, while a wrong file (someone
+    else's payslip, the wrong draft) must simply go. The audit entry keeps its title, size and
+    SHA-256. 403 for anyone but its author, 409 once the window is over or someone else
+    touched it (cancel_block).
+    """
+    require_writer(actor)
+    # Lock the row: a concurrent share or edit waits, then sees the document gone.
+    db.session.execute(sa.select(Document.id).where(Document.id == document.id)
+                       .with_for_update())
+    reason = cancel_block(document, actor)
+    if reason is not None:
+        db.session.rollback()
+        status = 403 if document.created_by != actor.user_id else 409
+        raise AppError(status, "cancel_refused", reason)
+    # destroy_document deletes the versions in bulk: let the database cascade, not the ORM.
+    db.session.expire(document, ["versions"])
+    destroy_document(tenant, document, action="ged.cancel",
+                     data={"reason": "dépôt annulé par son auteur",
+                           "deposited_at": document.created_at.isoformat()})

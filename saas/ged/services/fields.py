@@ -194,12 +194,29 @@ def parse_fields(form, *, partial: bool = False) -> DocumentFields:
     hold = get("legal_hold")
     if hold not in (None, ""):
         f.legal_hold = str(hold).lower() in ("1", "true", "on", "oui", "yes")
-    access = form.getlist("access") if hasattr(form, "getlist") else form.get("access")
-    if access:
-        if isinstance(access, str):
-            access = [a for a in re.split(r"[,\s]+", access) if a]
-        f.access_user_ids = _resolve_people(access, f.problems)
+    # A form field absent → unchanged (None); present, even empty → that list ("nobody").
+    access = (form.getlist("access") or None) if hasattr(form, "getlist") else form.get("access")
+    if access is not None:
+        # Given (even empty: "nobody"): every entry may hold several addresses separated by
+        # commas or spaces; blank entries (an untouched form field) name nobody.
+        entries = [access] if isinstance(access, str) else list(access)
+        if not all(isinstance(a, str) for a in entries):
+            f.problems["access"] = _("doit être une liste d'adresses électroniques")
+        else:
+            names = [a for entry in entries for a in re.split(r"[,;\s]+", entry) if a]
+            f.access_user_ids = _resolve_people(names, f.problems)
     return f
+
+
+def designated_people(document_id: uuid.UUID) -> list:
+    """The people named on a document (rows with id, email, name), by e-mail."""
+    from saas.auth.models import User
+    from saas.ged.models import DocumentAccess
+
+    return list(db.session.execute(
+        sa.select(User.id, User.email, User.name)
+        .join(DocumentAccess, DocumentAccess.user_id == User.id)
+        .where(DocumentAccess.document_id == document_id).order_by(User.email)))
 
 
 def _resolve_people(values: Iterable[str], problems: dict[str, str]) -> list[uuid.UUID]:

@@ -40,7 +40,7 @@ from saas.tenancy.models import TenantSnapshot
 
 METADATA_KEYS = ("filename", "title", "type", "classification", "tags", "metadata", "author",
                  "document_date", "confidentiality", "retention_years", "final_fate", "status",
-                 "document_id")
+                 "access", "document_id")
 
 
 def _document_not_found() -> AppError:

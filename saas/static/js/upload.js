@@ -40,17 +40,72 @@
     if (!input || !bar || !window.XMLHttpRequest || !window.Promise) return;
     var csrf = form.getAttribute("data-csrf");
     var base = { "Tus-Resumable": TUS, "X-CSRFToken": csrf };
+    var button = form.querySelector('button[type="submit"]');
+    // The form's one-time token (?once= of its action) keys the upload's creation: a second
+    // click, or a retry, never creates a second document (Idempotency-Key, see the API).
+    var once = "";
+    try { once = new URL(form.action, window.location.href).searchParams.get("once") || ""; } catch (e) { once = ""; }
+    var tries = 0, busy = false;
+    var alertBox = null;
 
     function say(text) { if (status) status.textContent = text; }
+
+    function clearAlert() {
+      if (alertBox) { alertBox.parentNode.removeChild(alertBox); alertBox = null; }
+    }
+
+    // A failure: the progress box goes away, a clear alert says why, with "Réessayer".
+    function fail(message) {
+      busy = false;
+      if (button) button.disabled = false;
+      box.hidden = true;
+      clearAlert();
+      alertBox = document.createElement("div");
+      alertBox.className = "alert alert-error upload-alert";
+      alertBox.setAttribute("role", "alert");
+      var p = document.createElement("p");
+      p.textContent = message;
+      alertBox.appendChild(p);
+      var retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "secondary";
+      retry.textContent = "Réessayer";
+      retry.addEventListener("click", function () {
+        if (form.requestSubmit) form.requestSubmit(button || undefined); else form.submit();
+      });
+      alertBox.appendChild(retry);
+      form.parentNode.insertBefore(alertBox, form);
+      retry.focus();
+    }
+
+    function sizeText(n) {
+      var units = ["octets", "Ko", "Mo", "Go", "To"], i = 0;
+      while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+      return (i ? n.toFixed(1).replace(".", ",") : String(n)) + " " + units[i];
+    }
 
     form.addEventListener("submit", function (event) {
       var file = input.files && input.files[0];
       if (!file) return;
       event.preventDefault();
+      if (busy) return;  // a second click while sending: nothing more is sent
+      clearAlert();
+      // Before a byte leaves: the commune's remaining space (usage and reservations).
+      var remaining = form.getAttribute("data-remaining");
+      if (remaining !== null && remaining !== "" && file.size > parseInt(remaining, 10)) {
+        fail("Espace de stockage insuffisant : ce fichier fait " + sizeText(file.size) +
+             " et il reste " + sizeText(parseInt(remaining, 10)) +
+             " dans l'espace de la commune. Libérez de la place ou demandez un quota plus grand.");
+        return;
+      }
+      busy = true;
+      tries += 1;
+      if (button) button.disabled = true;
       box.hidden = false;
+      say("");
       var meta = [["filename", file.name]];
       ["title", "type", "classification", "tags", "author", "document_date", "confidentiality",
-       "retention_years", "final_fate", "status"].forEach(function (name) {
+       "retention_years", "final_fate", "status", "access"].forEach(function (name) {
         var field = form.elements[name];
         if (!field) return;
         var value = field.type === "radio" || field.length ? (form.querySelector('[name="' + name + '"]:checked') || field).value : field.value;
@@ -59,6 +114,7 @@
       if (form.getAttribute("data-document")) meta.push(["document_id", form.getAttribute("data-document")]);
       var headers = Object.assign({}, base, {
         "Upload-Length": String(file.size),
+        "Idempotency-Key": once ? once + "-" + tries : "upload-" + Date.now() + "-" + tries,
         "Upload-Metadata": meta.map(function (m) { return m[0] + " " + b64(m[1]); }).join(",")
       });
       var location, chunk = 8 * 1024 * 1024, attempt = 0;
@@ -109,8 +165,7 @@
         say("Envoi terminé.");
         window.location.href = "/ged/documents/" + docId;
       }).catch(function (err) {
-        box.setAttribute("role", "alert");
-        say(err.message);
+        fail(err.message);
       });
     });
   }
