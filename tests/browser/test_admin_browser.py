@@ -66,7 +66,7 @@ def test_commune_admin_invites_changes_role_and_deactivates(
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            context = browser.new_context(viewport=VIEWPORTS[viewport], locale="fr-FR",
+            context = browser.new_context(viewport=VIEWPORTS[viewport], locale="fr-FR", bypass_csp=True,
                                           java_script_enabled=javascript)
             page = context.new_page()
             _login(page, base, admin.email, secret)
@@ -86,7 +86,7 @@ def test_commune_admin_invites_changes_role_and_deactivates(
             run_pending()
             link = re.search(r"(https?://\S+/auth/invitation/\S+)",
                              body_of(smtp_server.last_to(email))).group(1)
-            invitee = browser.new_context(viewport=VIEWPORTS[viewport], locale="fr-FR",
+            invitee = browser.new_context(viewport=VIEWPORTS[viewport], locale="fr-FR", bypass_csp=True,
                                           java_script_enabled=javascript).new_page()
             invitee.goto(base + urlsplit(link).path)
             _check(invitee, f"invitation-{tag}", javascript)
@@ -130,7 +130,7 @@ def test_admin_who_lost_her_phone_logs_in_with_a_recovery_code(
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            page = browser.new_page(viewport=VIEWPORTS[viewport], locale="fr-FR")
+            page = browser.new_page(viewport=VIEWPORTS[viewport], locale="fr-FR", bypass_csp=True)
             # Forced enrolment: the codes are shown once.
             page.goto(base + "/auth/login")
             page.fill("#email", admin.email)
@@ -180,7 +180,7 @@ def test_it_staff_reach_jobs_then_suspend_and_reactivate_a_commune(
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            context = browser.new_context(viewport=VIEWPORTS[viewport], locale="fr-FR",
+            context = browser.new_context(viewport=VIEWPORTS[viewport], locale="fr-FR", bypass_csp=True,
                                           java_script_enabled=javascript)
             page = context.new_page()
             _login(page, base, it.email, secret)

@@ -48,7 +48,7 @@ def test_home_shows_usage_per_commune(make_user, client_for, tenant_a, tenant_b)
     make_user(tenant_a, "elu")
     _admin, client = _console(make_user, client_for)
     page = html.unescape(client.get("/console/").get_data(as_text=True))
-    row = re.search(r'<td id="commune-commune-a">.*?</tr>', page, re.S).group(0)
+    row = re.search(r'<td id="commune-commune-a".*?</tr>', page, re.S).group(0)
     cells = re.findall(r'<td class="num">(.*?)</td>', row, re.S)
     assert cells[1].strip() == "0" and cells[2].strip() == "2"  # documents, users
     assert "octets" in cells[0]
