@@ -72,9 +72,9 @@ def list_command(as_json: bool) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _change_status(slug: str, status: TenantStatus) -> None:
+def _change_status(slug: str, status: TenantStatus, reason: str | None = None) -> None:
     try:
-        tenant, changed = provisioning.set_status(slug, status)
+        tenant, changed = provisioning.set_status(slug, status, reason=(reason or "").strip() or None)
     except services.TenancyError as exc:
         _fail(str(exc))
     label = services.status_label(tenant.status)
@@ -86,15 +86,17 @@ def _change_status(slug: str, status: TenantStatus) -> None:
 
 @tenants_group.command("suspend")
 @click.argument("slug")
+@click.option("--reason", help="Motif, inscrit au journal d'audit et affiché dans la console.")
 @with_appcontext
-def suspend_command(slug: str) -> None:
+def suspend_command(slug: str, reason: str | None) -> None:
     """Suspend a tenant: its host answers 403 until it is reactivated."""
-    _change_status(slug, TenantStatus.SUSPENDED)
+    _change_status(slug, TenantStatus.SUSPENDED, reason)
 
 
 @tenants_group.command("reactivate")
 @click.argument("slug")
+@click.option("--reason", help="Motif, inscrit au journal d'audit et affiché dans la console.")
 @with_appcontext
-def reactivate_command(slug: str) -> None:
+def reactivate_command(slug: str, reason: str | None) -> None:
     """Reactivate a suspended tenant."""
-    _change_status(slug, TenantStatus.ACTIVE)
+    _change_status(slug, TenantStatus.ACTIVE, reason)

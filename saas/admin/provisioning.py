@@ -198,8 +198,12 @@ def _archive(tenant: Tenant, actor: str) -> None:
     _audit(tenant, "tenant.archived", {"reason": "manifest_missing", "previous_status": previous}, actor)
 
 
-def set_status(slug: str, status: TenantStatus, *, actor: str = "cli") -> tuple[Tenant, bool]:
-    """Suspend or reactivate a tenant; return it and whether its status changed."""
+def set_status(slug: str, status: TenantStatus, *, actor="cli",
+               reason: str | None = None) -> tuple[Tenant, bool]:
+    """Suspend or reactivate a tenant; return it and whether its status changed.
+
+    `reason` (required from the console) is written to both audit chains and shown on the
+    commune's row of the console (`last_status_change`)."""
     tenant = get_tenant(slug)
     if tenant.status == TenantStatus.ARCHIVED:
         raise TenancyError(_(
@@ -212,9 +216,37 @@ def set_status(slug: str, status: TenantStatus, *, actor: str = "cli") -> tuple[
     action = "tenant.suspended" if status == TenantStatus.SUSPENDED else "tenant.reactivated"
     try:
         db.session.flush()
-        _audit(tenant, action, {"previous_status": previous}, actor)
+        data = {"previous_status": previous}
+        if reason:
+            data["reason"] = reason
+        _audit(tenant, action, data, actor)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     return tenant, True
+
+
+@dataclass
+class StatusChange:
+    action: str
+    reason: str | None
+    actor: str
+    at: object
+
+
+def last_status_changes() -> dict[str, StatusChange]:
+    """Each tenant's latest suspension or reactivation, from the platform's audit chain."""
+    from saas.audit.models import PlatformAuditEvent
+
+    rows = db.session.execute(
+        sa.select(PlatformAuditEvent.target, PlatformAuditEvent.action, PlatformAuditEvent.data,
+                  PlatformAuditEvent.actor, PlatformAuditEvent.created_at)
+        .where(PlatformAuditEvent.action.in_(("tenant.suspended", "tenant.reactivated")))
+        .order_by(PlatformAuditEvent.seq)
+    ).all()
+    latest: dict[str, StatusChange] = {}
+    for row in rows:
+        data = row.data if isinstance(row.data, dict) else {}
+        latest[row.target] = StatusChange(row.action, data.get("reason"), row.actor, row.created_at)
+    return latest

@@ -76,6 +76,47 @@ def create_user_command(slug: str | None, platform_admin: bool, email: str, name
         click.echo(_("Un second facteur (TOTP) lui sera demandé à la première connexion."))
 
 
+@users_group.command("reset-2fa")
+@click.option("--email", required=True, help="Adresse électronique du compte.")
+@click.option("--tenant", "slug",
+              help="Slug de la collectivité dont la personne est membre (l'action est aussi "
+                   "inscrite dans son journal d'audit).")
+@with_appcontext
+def reset_2fa_command(email: str, slug: str | None) -> None:
+    """Réinitialiser la double authentification d'un compte (téléphone perdu).
+
+    Le secret TOTP et les codes de secours sont effacés, les sessions du compte fermées ; la
+    personne active de nouveau la double authentification à sa prochaine connexion. L'action
+    est inscrite au journal d'audit de la plateforme.
+    """
+    from saas.auth import services as auth_services
+    from saas.extensions import db
+
+    tenant = None
+    try:
+        tenant = services.get_tenant(slug) if slug else None
+    except services.TenancyError as exc:
+        _fail(str(exc))
+    user = auth_services.find_user(email)
+    if user is None:
+        _fail(_("Aucun compte pour « %(email)s ».", email=email.strip()))
+    if tenant is not None and auth_services.role_in(user, tenant) is None:
+        _fail(_("%(email)s n'est pas membre de « %(slug)s ».", email=user.email, slug=tenant.slug))
+    try:
+        done = auth_services.reset_second_factor(user, actor="cli", tenant=tenant)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    if not done:
+        click.echo(_("%(email)s n'a pas de double authentification : rien à faire.",
+                     email=user.email))
+        return
+    click.echo(_("Double authentification de %(email)s réinitialisée ; ses sessions sont "
+                 "fermées. Elle l'activera de nouveau à sa prochaine connexion.",
+                 email=user.email))
+
+
 # -- `saas tokens …` -------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, Regexp
 
 _EMAIL_REQUIRED = _l("Saisissez votre adresse électronique.")
@@ -55,6 +55,15 @@ class TotpForm(IdentityForm):
     code = _code_field()
 
 
+class RecoveryForm(IdentityForm):
+    code = StringField(_l("Code de secours"), validators=[
+        InputRequired(message=_l("Saisissez un de vos codes de secours.")), Length(max=40)])
+
+
+class RecoveryCodesForm(IdentityForm):
+    """Regenerate one's recovery codes (CSRF only)."""
+
+
 class ForgotForm(IdentityForm):
     email = EmailField(_l("Adresse électronique"), validators=[
         InputRequired(message=_EMAIL_REQUIRED), Length(max=254)])
@@ -80,3 +89,26 @@ class PasswordChangeForm(IdentityForm):
 
 class SwitchForm(IdentityForm):
     slug = HiddenField(validators=[InputRequired(), Length(max=40)])
+
+
+def _role_choices():
+    from saas.auth.models import ROLE_LABELS
+
+    return [(role.value, label) for role, label in ROLE_LABELS.items()]
+
+
+class InviteForm(IdentityForm):
+    email = EmailField(_l("Adresse électronique"), validators=[
+        InputRequired(message=_l("Saisissez l'adresse électronique de la personne.")),
+        Length(max=254)])
+    name = StringField(_l("Nom et prénom"), validators=[Length(max=200)])
+    role = SelectField(_l("Rôle"), choices=_role_choices, default="agent",
+                       validate_choice=True)
+
+
+class RoleForm(IdentityForm):
+    role = SelectField(_l("Rôle"), choices=_role_choices, validate_choice=True)
+
+
+class MemberActionForm(IdentityForm):
+    """Deactivate, reset a second factor (CSRF only)."""

@@ -36,6 +36,8 @@ class User(UUIDPk, Timestamps, db.Model):
     # saas.auth.credentials; assigning them here writes them as usual.
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), deferred=True,
                                                       deferred_raiseload=True)
+    # Whether a password was chosen (an invited person has none yet), computed by the database.
+    password_set: Mapped[bool] = mapped_column(sa.Boolean, sa.Computed("password_hash IS NOT NULL"))
     is_platform_admin: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     # Bumped on password change and "log out everywhere": invalidates every session cookie.
@@ -124,6 +126,18 @@ class LoginThrottle(db.Model):
     # The counter starts again from zero after this; a lock can only end before it.
     window_ends: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(db.Model):
+    """PostgreSQL: owner only. The SHA-256 of one unused second-factor recovery code (salted
+    with the account id). The application goes through saas.auth.recovery, which on PostgreSQL
+    calls the SECURITY DEFINER functions of migration 0010."""
+
+    __tablename__ = "auth_recovery_codes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
 
 
 class SecretReads(db.Model):

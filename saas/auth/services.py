@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from saas import keys
 from saas.audit.services import record
-from saas.auth import credentials, passwords, totp
+from saas.auth import credentials, passwords, recovery, totp
 from saas.auth.models import LoginThrottle, Membership, Role, UsedNonce, User
 from saas.auth.sessions import ABSOLUTE_LIFETIME, session_scope_key
 from saas.extensions import db
@@ -73,6 +73,8 @@ class Outcome:
     user: User | None = None
     locked_until: datetime | None = None
     next_url: str | None = None
+    # Shown once, right after an enrolment.
+    recovery_codes: list[str] | None = None
 
 
 # --- hosts, accounts, roles -------------------------------------------------------------
@@ -512,11 +514,14 @@ def enrolment_secret() -> str:
     return secret
 
 
-def _enable_totp(user: User, secret: str, step: int) -> None:
+def _enable_totp(user: User, secret: str, step: int) -> list[str]:
+    """Store the secret and give the user fresh recovery codes; return them (shown once)."""
     user.totp_secret_enc = totp.encrypt_secret(secret)
     user.totp_last_step = step
     session.pop("enrol_secret", None)
-    audit("auth.totp.enable", actor=user)
+    codes = recovery.replace_codes(user)
+    audit("auth.totp.enable", actor=user, data={"recovery_codes": len(codes)})
+    return codes
 
 
 def confirm_forced_enrolment(user: User, pending: dict, code: str) -> Outcome:
@@ -532,19 +537,108 @@ def confirm_forced_enrolment(user: User, pending: dict, code: str) -> Outcome:
         if outcome.status == Status.LOCKED:
             session.clear()
         return outcome
-    _enable_totp(user, secret, step)
-    return _finish_pending(user, pending, "totp_enrolment")
+    codes = _enable_totp(user, secret, step)
+    outcome = _finish_pending(user, pending, "totp_enrolment")
+    outcome.recovery_codes = codes
+    return outcome
 
 
-def confirm_optional_enrolment(user: User, code: str) -> bool:
-    """Enable the second factor from the account page; False if the code is wrong."""
+def confirm_optional_enrolment(user: User, code: str) -> list[str] | None:
+    """Enable the second factor from the account page; its recovery codes, or None if the
+    code is wrong."""
     secret = enrolment_secret()
     step = totp.matching_step(secret, code)
     if step is None:
-        return False
-    _enable_totp(user, secret, step)
+        return None
+    codes = _enable_totp(user, secret, step)
     session["totp_ok"] = True
     db.session.commit()
+    return codes
+
+
+# The job kind that tells an account's owner a recovery code was used (saas.auth.tasks).
+RECOVERY_MAIL = "auth.recovery_mail"
+
+
+def verify_recovery_code(user: User, pending: dict, code: str) -> Outcome:
+    """Finish the login with one of the user's recovery codes instead of a one-time code.
+
+    The code is consumed by the same statement that checks it (saas.auth.recovery.use_code);
+    the use is audited and mailed to the owner. Wrong codes count as failed logins.
+    """
+    from saas.jobs import enqueue
+
+    until = locked_until(user)
+    if until is not None:
+        session.clear()
+        audit("auth.login", actor=user, data={"result": "failure", "reason": "locked"})
+        db.session.commit()
+        return Outcome(Status.LOCKED, user, until)
+    left = recovery.use_code(user, code) if user.totp_enabled else None
+    if left is None:
+        outcome = _register_failure(user.email, user, "bad_recovery_code")
+        if outcome.status == Status.LOCKED:
+            session.clear()
+        return outcome
+    audit("auth.recovery_code.used", actor=user, data={"left": left})
+    tenant = g.get("tenant")
+    enqueue(RECOVERY_MAIL, user_id=str(user.id), left=left,
+            tenant_id=str(tenant.id) if tenant is not None else None,
+            network=client_network())
+    return _finish_pending(user, pending, "recovery_code")
+
+
+def send_recovery_mail(user: User, left: int, tenant: Tenant | None, network: str) -> bool:
+    """Tell the owner that one of her recovery codes was just used. Runs in a job."""
+    if not user.active:
+        return False
+    place = tenant.name if tenant is not None else _("la console intercommunale")
+    subject = _("Code de secours utilisé – Mutualis")
+    body = _(
+        "Bonjour %(name)s,\n\n"
+        "Un de vos codes de secours vient de servir à vous connecter sur %(place)s, depuis "
+        "l'adresse réseau %(network)s, à la place du code de votre application "
+        "d'authentification. Il vous reste %(left)d code(s) de secours.\n\n"
+        "Si c'était vous, pensez à générer de nouveaux codes depuis « Mon compte » quand il "
+        "vous en reste peu. Sinon, changez votre mot de passe immédiatement et prévenez "
+        "l'administrateur de votre commune.\n",
+        name=user.name, place=place, network=network, left=left,
+    )
+    send_mail(user.email, subject, body)
+    return True
+
+
+def regenerate_recovery_codes(user: User) -> list[str] | None:
+    """Fresh recovery codes for the logged-in user (the former ones stop working); None
+    without a second factor."""
+    if not user.totp_enabled:
+        return None
+    codes = recovery.replace_codes(user)
+    audit("auth.recovery_codes.regenerated", actor=user, data={"count": len(codes)})
+    db.session.commit()
+    return codes
+
+
+def recovery_codes_left(user: User) -> int:
+    return recovery.codes_left(user)
+
+
+def reset_second_factor(user: User, *, actor, tenant: Tenant | None = None) -> bool:
+    """Remove the user's second factor and recovery codes, end her sessions; False if she had
+    none. Audited in the platform's chain and, with `tenant`, in the commune's. The caller
+    commits. At her next login she enrols again (an administrator must)."""
+    if not user.totp_enabled:
+        return False
+    user.totp_secret_enc = None
+    user.totp_last_step = None
+    user.session_version += 1
+    recovery.clear_codes(user)
+    db.session.flush()
+    data = {"tenant": tenant.slug} if tenant is not None else {}
+    record("auth.totp.reset", user.email, data, actor=actor, platform=True)
+    if tenant is not None:
+        with tenant_context(tenant):
+            record("auth.totp.reset", user.email, {}, actor=actor)
     return True
 
 
@@ -562,6 +656,7 @@ def disable_totp(user: User, code: str) -> str | None:
         return _("Code incorrect ou déjà utilisé : saisissez le code actuellement affiché.")
     user.totp_secret_enc = None
     user.totp_last_step = None
+    recovery.clear_codes(user)
     audit("auth.totp.disable", actor=user)
     db.session.commit()
     return None

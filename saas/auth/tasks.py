@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from saas.auth import members, services
+from saas.auth.models import User
 from saas.auth.services import (
     LOCK_MAIL,
+    RECOVERY_MAIL,
     RESET_MAIL,
     purge_expired_nonces,
     purge_expired_throttles,
     send_lock_mail,
+    send_recovery_mail,
     send_reset_mail,
 )
 from saas.extensions import db
@@ -48,6 +52,35 @@ def lock_mail(email: str, scope: str, until: str, network: str,
     tenant = db.session.get(Tenant, uuid.UUID(tenant_id)) if tenant_id else None
     send_lock_mail(email, scope, datetime.fromisoformat(until), network, tenant)
     return {"done": True}
+
+
+@job_kind(RECOVERY_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
+          max_attempts=6, backoff=30, max_backoff=600)
+def recovery_mail(user_id: str, left: int, network: str, tenant_id: str | None = None) -> dict:
+    """Tell the owner that one of her recovery codes was used to log in."""
+    user = db.session.get(User, uuid.UUID(user_id))
+    tenant = db.session.get(Tenant, uuid.UUID(tenant_id)) if tenant_id else None
+    if user is None:
+        return {"done": False}
+    return {"done": send_recovery_mail(user, int(left), tenant, network)}
+
+
+@job_kind(members.INVITATION_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
+          max_attempts=6, backoff=30, max_backoff=600)
+def invitation_mail(user_id: str, tenant_id: str, notice: str, inviter: str) -> dict:
+    """Mail an invitation link, or tell an existing account it now has access to a commune."""
+    user = db.session.get(User, uuid.UUID(user_id))
+    tenant = db.session.get(Tenant, uuid.UUID(tenant_id))
+    if user is None or tenant is None or not tenant.is_active:
+        return {"done": False}
+    return {"done": send_invitation_mail_checked(user, tenant, notice, inviter)}
+
+
+def send_invitation_mail_checked(user, tenant, kind: str, inviter: str) -> bool:
+    # Not mailed if the person has left the commune since (deactivated before the job ran).
+    if services.role_in(user, tenant) is None:
+        return False
+    return members.send_invitation_mail(user, tenant, kind, inviter)
 
 
 @job_kind("auth.purge_nonces", queue=QueueNames.MAINTENANCE, platform=True, timeout=600,

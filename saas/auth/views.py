@@ -22,6 +22,8 @@ from saas.auth.forms import (
     ForgotForm,
     LoginForm,
     PasswordChangeForm,
+    RecoveryCodesForm,
+    RecoveryForm,
     ResetForm,
     SwitchForm,
     TotpForm,
@@ -33,6 +35,8 @@ from saas.extensions import limiter
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 INVALID_CREDENTIALS = _l("Adresse électronique ou mot de passe incorrect.")
+INVALID_RECOVERY_CODE = _l("Code de secours incorrect ou déjà utilisé. Chaque code ne sert "
+                           "qu'une fois.")
 INVALID_CODE = _l("Code incorrect ou déjà utilisé. Saisissez le code actuellement affiché "
                   "par votre application.")
 
@@ -151,6 +155,43 @@ def totp_verify():
     return render_template("auth/totp.html", form=form, error=error)
 
 
+@bp.route("/totp/recovery", methods=["GET", "POST"])
+@login_limit
+def totp_recovery():
+    """The second step with a recovery code, for someone who lost her phone."""
+    pending = _pending_or_restart()
+    if pending is None:
+        return redirect(url_for("auth.login"))
+    user, _role, state = pending
+    if state.get("enrol"):
+        return redirect(url_for("auth.totp_enrol"))
+    form = RecoveryForm()
+    error = None
+    if form.validate_on_submit():
+        outcome = services.verify_recovery_code(user, state, form.code.data)
+        if outcome.status == Status.OK:
+            left = services.recovery_codes_left(user)
+            flash(_("Code de secours accepté. Il vous en reste %(n)d : générez-en de nouveaux "
+                    "depuis « Mon compte » si besoin.", n=left), "info")
+            return _after_login(outcome.next_url)
+        if outcome.status == Status.LOCKED:
+            flash(services.describe_lock(outcome.locked_until), "error")
+            return redirect(url_for("auth.login"))
+        error = str(INVALID_RECOVERY_CODE)
+    form.code.data = ""
+    status = 422 if error or form.errors else 200
+    return render_template("auth/recovery.html", form=form, error=error), status
+
+
+def _show_recovery_codes(codes: list[str], next_url: str | None):
+    """The codes, once: this response is their only appearance (never cached)."""
+    response = current_app.make_response(render_template(
+        "auth/recovery_codes.html", codes=codes,
+        next_url=services.safe_next(next_url) or url_for("web.index")))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.route("/totp/enrol", methods=["GET", "POST"])
 @login_limit
 def totp_enrol():
@@ -166,7 +207,7 @@ def totp_enrol():
         outcome = services.confirm_forced_enrolment(user, state, form.code.data)
         if outcome.status == Status.OK:
             flash(_("Double authentification activée."), "success")
-            return _after_login(outcome.next_url)
+            return _show_recovery_codes(outcome.recovery_codes or [], outcome.next_url)
         if outcome.status == Status.LOCKED:
             flash(services.describe_lock(outcome.locked_until), "error")
             return redirect(url_for("auth.login"))
@@ -196,6 +237,8 @@ def _account_page(**forms):
         communes=services.memberships_of(current_user),
         totp_mandatory=services.totp_required_anywhere(current_user),
         disable_form=forms.pop("disable_form", None) or TotpForm(),
+        recovery_left=(services.recovery_codes_left(current_user)
+                       if current_user.totp_enabled else 0),
         password_form=forms.pop("password_form", None) or PasswordChangeForm(formdata=None),
         **forms,
     )
@@ -234,13 +277,27 @@ def account_totp_enable():
     form = TotpForm()
     error = None
     if form.validate_on_submit():
-        if services.confirm_optional_enrolment(current_user, form.code.data):
+        codes = services.confirm_optional_enrolment(current_user, form.code.data)
+        if codes is not None:
             flash(_("Double authentification activée."), "success")
-            return redirect(url_for("auth.account"))
+            return _show_recovery_codes(codes, url_for("auth.account"))
         error = str(INVALID_CODE)
     form.code.data = ""
     return render_template("auth/enrol.html", form=form, error=error, forced=False,
                            **_enrolment_context(current_user))
+
+
+@bp.post("/account/recovery-codes")
+@login_required
+def account_recovery_codes():
+    form = RecoveryCodesForm()
+    if not form.validate_on_submit():
+        abort(400)
+    codes = services.regenerate_recovery_codes(current_user._get_current_object())
+    if codes is None:
+        return redirect(url_for("auth.account"))
+    flash(_("Nouveaux codes de secours générés : les anciens ne fonctionnent plus."), "success")
+    return _show_recovery_codes(codes, url_for("auth.account"))
 
 
 @bp.post("/account/totp/disable")
@@ -298,6 +355,45 @@ def reset_password(token: str):
         form.password.errors = [*form.password.errors, error]
     form.password.data = form.confirm.data = ""
     return render_template("auth/reset.html", form=form, user=user)
+
+
+# --- invitations ------------------------------------------------------------------------
+
+_INVITATION_ERRORS = {
+    "expired": _l("Cette invitation a expiré (elle est valable 7 jours). Demandez à "
+                  "l'administrateur de votre commune de vous inviter à nouveau."),
+    "invalid": _l("Ce lien d'invitation n'est pas valide. Vérifiez qu'il a été copié en "
+                  "entier."),
+    "used": _l("Cette invitation a déjà servi : connectez-vous avec votre mot de passe, ou "
+               "demandez un lien de réinitialisation."),
+}
+
+
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+@reset_limit
+def invitation(token: str):
+    from saas.auth import members
+
+    if g.get("host_kind") != "tenant":
+        abort(404)
+    user, problem = members.check_invitation_token(token)
+    if user is None:
+        return render_template("auth/reset_invalid.html",
+                               message=str(_INVITATION_ERRORS[problem])), 400
+    form = ResetForm()
+    if form.validate_on_submit():
+        error = members.invitation_problem(user, form.password.data)
+        if error is None:
+            if not members.accept_invitation(user, form.password.data):
+                return render_template("auth/reset_invalid.html",
+                                       message=str(_INVITATION_ERRORS["used"])), 400
+            flash(_("Votre compte est activé : connectez-vous avec votre adresse et votre "
+                    "nouveau mot de passe."), "success")
+            return redirect(url_for("auth.login"))
+        form.password.errors = [*form.password.errors, error]
+    form.password.data = form.confirm.data = ""
+    status = 422 if form.errors else 200
+    return render_template("auth/invitation.html", form=form, user=user), status
 
 
 # --- commune switch ---------------------------------------------------------------------

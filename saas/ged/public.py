@@ -35,6 +35,7 @@ __all__ = [
     "get_document",
     "get_version",
     "last_scrub",
+    "usage_summary",
     "ScrubSummary",
     "open_version",
     "served_file",
@@ -44,6 +45,21 @@ __all__ = [
 def last_scrub() -> ScrubSummary | None:
     """The current commune's latest finished integrity scrub (counts, affected documents)."""
     return integrity.last_scrub()
+
+
+def usage_summary() -> tuple[int, int]:
+    """The current commune's (bytes stored, documents outside the trash), for the console."""
+    import sqlalchemy as sa
+
+    from saas.extensions import db
+    from saas.ged.services import quota
+    from saas.tenancy.context import current_tenant_id
+
+    tenant_id = current_tenant_id()
+    documents = db.session.execute(
+        sa.select(sa.func.count()).select_from(Document).where(Document.deleted_at.is_(None))
+    ).scalar() or 0
+    return quota.usage_of(tenant_id), int(documents)
 
 
 def get_document(document_id: uuid.UUID | str, actor: Actor) -> Document | None:

@@ -14,6 +14,8 @@ PLATFORM_TABLES = {
     "used_nonces": "one-time token ledger, holds no tenant data",
     "auth_secret_reads": "per-connection count of account secrets read in the current "
                          "transaction; the application role has no right on it",
+    "auth_recovery_codes": "digests of second-factor recovery codes; accounts are platform-wide "
+                           "and the application role has no right on it",
     "login_throttles": "failed-login counters per (account, client network), HMAC keys only; "
                        "accounts are platform-wide",
     "platform_audit_events": "the intercommunal IT staff's own audit chain",
@@ -30,7 +32,7 @@ PLATFORM_TABLES = {
 # through the SECURITY DEFINER functions of migration 0005 (saas.auth.credentials).
 SECRET_COLUMNS = {"users": ("password_hash", "totp_secret_enc")}
 # Tables only the owner's functions use.
-OWNER_ONLY_TABLES = ("auth_secret_reads",)
+OWNER_ONLY_TABLES = ("auth_secret_reads", "auth_recovery_codes")
 
 # Tables the application role may only read and append to.
 APPEND_ONLY_TABLES = ("audit_events", "platform_audit_events")

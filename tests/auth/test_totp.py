@@ -75,14 +75,16 @@ def test_admin_must_enrol_before_being_logged_in(tenant_a, make_user, client_for
     assert stored_totp_secret(admin.id) is None
 
     ok = submit_code(client, "/auth/totp/enrol", code_for(secret))
-    assert ok.status_code == 302 and location_path(ok) == "/auth/account"
+    # The recovery codes are shown once, then the person goes on to where she was going.
+    assert ok.status_code == 200 and 'href="/auth/account"' in ok.get_data(as_text=True)
+    assert ok.get_data(as_text=True).count("<li><code>") == 10
     assert is_logged_in(client)
     row = fresh_user(admin.id)
     stored = stored_totp_secret(row.id)
     assert row.totp_enabled and secret not in stored
     assert totp.decrypt_secret(stored) == secret
     actions = [(a, d) for a, _actor, d in audit_entries(tenant_a)]
-    assert ("auth.totp.enable", {}) in actions
+    assert ("auth.totp.enable", {"recovery_codes": 10}) in actions
     assert ("auth.login", {"result": "success", "method": "password+totp_enrolment"}) in actions
 
 
@@ -151,7 +153,8 @@ def test_agent_enables_then_disables_the_second_factor(tenant_a, make_user, clie
 
     secret = secret_from(client.get("/auth/account/totp").get_data(as_text=True))
     assert WRONG in submit_code(client, "/auth/account/totp", _wrong_code(secret)).get_data(as_text=True)
-    assert location_path(submit_code(client, "/auth/account/totp", code_for(secret))) == "/auth/account"
+    enabled = submit_code(client, "/auth/account/totp", code_for(secret))
+    assert enabled.status_code == 200 and 'href="/auth/account"' in enabled.get_data(as_text=True)
     assert fresh_user(user.id).totp_enabled
 
     refused = post_form(client, "/auth/account/totp/disable", {"code": _wrong_code(secret)},
@@ -188,7 +191,8 @@ def test_platform_admin_enrols_on_the_console(make_user, client_for):
     client = client_for("admin")
     assert location_path(login(client, admin.email)) == "/auth/totp/enrol"
     secret = secret_from(client.get("/auth/totp/enrol").get_data(as_text=True))
-    assert location_path(submit_code(client, "/auth/totp/enrol", code_for(secret))) == "/"
+    enrolled = submit_code(client, "/auth/totp/enrol", code_for(secret))
+    assert enrolled.status_code == 200 and 'href="/"' in enrolled.get_data(as_text=True)
     assert "Collectivités hébergées" in client.get("/").get_data(as_text=True)
     actions = [a for a, *_ in audit_entries(None)]
     assert "auth.totp.enable" in actions and "auth.login" in actions
