@@ -245,7 +245,7 @@ def test_migration_0010_upgrades_and_downgrades_on_postgresql(app):
         with owner.begin() as conn:
             command.upgrade(_alembic(conn), "0010")
             assert "auth_recovery_codes" in sa.inspect(conn).get_table_names()
-            command.downgrade(_alembic(conn), "0008")
+            command.downgrade(_alembic(conn), "0009")
             assert "auth_recovery_codes" not in sa.inspect(conn).get_table_names()
             assert "password_set" not in {c["name"] for c in sa.inspect(conn).get_columns("users")}
             command.upgrade(_alembic(conn), "head")
@@ -259,7 +259,7 @@ def test_migration_0010_upgrades_and_downgrades_on_sqlite(app, tmp_path):
     try:
         with engine.begin() as conn:
             command.upgrade(_alembic(conn), "head")
-            command.downgrade(_alembic(conn), "0008")
+            command.downgrade(_alembic(conn), "0009")
             assert "auth_recovery_codes" not in sa.inspect(conn).get_table_names()
             command.upgrade(_alembic(conn), "head")
             assert "password_set" in {c["name"] for c in sa.inspect(conn).get_columns("users")}

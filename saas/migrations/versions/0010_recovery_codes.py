@@ -1,7 +1,7 @@
 """Second-factor recovery codes, out of the application role's reach; users.password_set
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-08
 
 An administrator who lost her phone was locked out for good. At enrolment she now gets ten
@@ -18,7 +18,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
