@@ -7,7 +7,7 @@ import logging
 import os
 import smtplib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -51,7 +51,7 @@ class OutboxMailer:
         # 8-bit UTF-8 body: the file reads as plain French text, not quoted-printable.
         msg = _message(self.sender, to, subject, body, cte="8bit")
         self.outbox.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         ident = msg["Message-ID"].strip("<>").split("@", 1)[0].replace(".", "-")
         path = self.outbox / f"{stamp}-{ident}.eml"
         # Written whole then renamed: a reader never sees half a message.
