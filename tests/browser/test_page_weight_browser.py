@@ -59,6 +59,32 @@ def _login(browser, base: str, email: str, totp_secret: str | None = None) -> di
     return state
 
 
+LABEL_GEOMETRY = """
+() => [...document.querySelectorAll("form label[for]")].filter(label => {
+  const input = document.getElementById(label.htmlFor);
+  return input && input.offsetParent !== null && ["INPUT", "SELECT", "TEXTAREA"].includes(input.tagName);
+}).map(label => {
+  const input = document.getElementById(label.htmlFor);
+  const l = label.getBoundingClientRect(), i = input.getBoundingClientRect();
+  return {id: input.id, type: input.type, labelTop: l.top, labelBottom: l.bottom,
+          labelLeft: l.left, inputTop: i.top, inputRight: i.right, inputWidth: i.width};
+})
+"""
+
+
+def _labels_sit_with_their_inputs(page, name: str, width: int) -> None:
+    for box in page.evaluate(LABEL_GEOMETRY):
+        if box["type"] in ("radio", "checkbox"):
+            # Beside its box, on the same line.
+            assert abs(box["labelTop"] - box["inputTop"]) < 12, (name, box)
+            assert 0 <= box["labelLeft"] - box["inputRight"] < 24, (name, box)
+        elif box["type"] != "hidden":
+            # Just above its field (a hint of up to three lines may sit between them)...
+            assert 0 <= box["inputTop"] - box["labelBottom"] < 80, (name, box)
+            # ...and a field wide enough to type in.
+            assert box["inputWidth"] >= min(width - 60, 280) or box["type"] in ("date", "file"), (name, box)
+
+
 def _visit(browser, url: str, name: str, viewport: dict, state: dict | None) -> tuple[int, int]:
     # A fresh context per page: an empty cache, as for someone opening that page first.
     # bypass_csp: axe-core is injected as a script, which the pages' CSP rightly refuses.
@@ -77,6 +103,8 @@ def _visit(browser, url: str, name: str, viewport: dict, state: dict | None) -> 
         page.reload(wait_until="networkidle")
         second, second_sizes = transfer.take()
         check_page(page, name)
+        if "upload" in name or "document" in name:
+            _labels_sit_with_their_inputs(page, name, viewport["width"])
         assert not failed, (name, failed)
         assert first <= FIRST_LOAD_BUDGET, f"{name}: {first} bytes on a first load {first_sizes}"
         assert second <= SECOND_LOAD_BUDGET, f"{name}: {second} bytes on a second load {second_sizes}"

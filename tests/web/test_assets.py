@@ -113,3 +113,14 @@ def test_downloads_partial_responses_and_compressed_types_are_never_recompressed
     assert pdf.status_code == 201
     got = client.get(f"/api/v1/documents/{pdf.get_json()['id']}/content", headers=GZIP)
     assert got.status_code == 200 and "Content-Encoding" not in got.headers
+
+
+def test_compressed_pages_vary_in_length_against_breach():
+    # The same page compressed twice: a random-length gzip header, so the length of a response
+    # does not tell an attacker whether a guessed secret matched text reflected in the page.
+    from saas.web.compression import compress
+
+    body = b"<p>csrf_token=abc123 search=abc</p>" * 100
+    packed = [compress(body) for _ in range(20)]
+    assert all(gzip.decompress(p) == body for p in packed)
+    assert len({len(p) for p in packed}) > 1
