@@ -124,3 +124,10 @@ def test_compressed_pages_vary_in_length_against_breach():
     packed = [compress(body) for _ in range(20)]
     assert all(gzip.decompress(p) == body for p in packed)
     assert len({len(p) for p in packed}) > 1
+
+
+def test_templates_link_assets_only_through_static_url():
+    templates = Path(saas.__file__).parent / "templates"
+    offenders = [str(p.relative_to(templates)) for p in templates.rglob("*.html")
+                 if re.search(r"url_for\(\s*['\"]static['\"]", p.read_text(encoding="utf-8"))]
+    assert not offenders, f"url_for('static') bypasses the fingerprints: {offenders}"
