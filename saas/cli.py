@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -13,18 +14,136 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from saas import create_app
 
+# Click's own messages (usage line, headings, the --help option, errors), in French like the
+# rest of the product. Click looks each one up through gettext at the moment it prints it; the
+# `saas` command answers those look-ups from this table (unknown messages stay as they are).
+CLICK_FRENCH = {
+    "Usage:": "Utilisation :",
+    "Options": "Options",
+    "Commands": "Commandes",
+    "Positional arguments": "Arguments",
+    "Show this message and exit.": "Afficher cette aide et quitter.",
+    "Show the version and exit.": "Afficher la version et quitter.",
+    "default: {default}": "par défaut : {default}",
+    "required": "obligatoire",
+    "env var: {var}": "variable d'environnement : {var}",
+    "deprecated": "obsolète",
+    "(dynamic)": "(dynamique)",
+    "Error: {message}": "Erreur : {message}",
+    "Try '{command} {option}' for help.": "« {command} {option} » pour l'aide.",
+    "Aborted!": "Interrompu.",
+    "Missing command.": "Commande manquante.",
+    "No such command {name!r}.": "Commande inconnue : {name!r}.",
+    "No such option {name!r}.": "Option inconnue : {name!r}.",
+    "Option {name!r} does not take a value.": "L'option {name!r} ne prend pas de valeur.",
+    "Missing argument": "Argument manquant",
+    "Missing option": "Option manquante",
+    "Missing parameter": "Paramètre manquant",
+    "Missing parameter: {param_name}": "Paramètre manquant : {param_name}",
+    "Missing {param_type}": "{param_type} manquant",
+    "Invalid value: {message}": "Valeur invalide : {message}",
+    "Invalid value for {param_hint}: {message}": "Valeur invalide pour {param_hint} : {message}",
+    "{value!r} is not a valid {number_type}.": "{value!r} n'est pas un {number_type} valide.",
+    "{value} is not in the range {range}.": "{value} n'est pas dans l'intervalle {range}.",
+    "{value!r} is not a valid UUID.": "{value!r} n'est pas un UUID valide.",
+    "{name} {filename!r} does not exist.": "{name} {filename!r} n'existe pas.",
+    "{name} {filename!r} is a file.": "{name} {filename!r} est un fichier.",
+    "{name} {filename!r} is a directory.": "{name} {filename!r} est un dossier.",
+    "{name} {filename!r} is not readable.": "{name} {filename!r} n'est pas lisible.",
+    "{name} {filename!r} is not writable.": "{name} {filename!r} n'est pas modifiable.",
+    "directory": "dossier",
+    "file": "fichier",
+    "path": "chemin",
+    "Do you want to continue?": "Continuer ?",
+    "Confirm the action without prompting.": "Confirmer sans poser la question.",
+    "Got unexpected extra argument ({args})": "Argument en trop : ({args})",
+    "Got unexpected extra arguments ({args})": "Arguments en trop : ({args})",
+    "Option {name!r} requires an argument.": "L'option {name!r} attend une valeur.",
+    "Option {name!r} requires {nargs} arguments.": "L'option {name!r} attend {nargs} valeurs.",
+    "{value!r} is not {choice}.": "{value!r} n'est pas {choice}.",
+    "{value!r} is not one of {choices}.": "{value!r} n'est pas l'une des valeurs {choices}.",
+    "Did you mean {possibility}?": "Vouliez-vous dire {possibility} ?",
+    "(Did you mean one of: {possibilities}?)": "(Vouliez-vous dire l'une de : {possibilities} ?)",
+}
+# Placeholders of the usage line and metavars that are English words.
+COMMAND_METAVAR = "COMMANDE [ARGS]..."
+
+
+def _french(message: str) -> str:
+    return CLICK_FRENCH.get(message, message)
+
+
+def _french_plural(singular: str, plural: str, n: int) -> str:
+    return _french(singular if n == 1 else plural)
+
+
+def _speak_french() -> None:
+    import importlib
+
+    for name in ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types", "utils"):
+        module = importlib.import_module(f"click.{name}")
+        if hasattr(module, "_"):
+            module._ = _french
+        if hasattr(module, "ngettext"):
+            module.ngettext = _french_plural
+    # Type names: the default metavar (TEXT, INTEGER) and « 'x' is not a valid integer ».
+    from click import types
+
+    for cls, name in ((types.StringParamType, "texte"), (types.IntParamType, "entier"),
+                      (types.IntRange, "entier"), (types.FloatParamType, "nombre"),
+                      (types.FloatRange, "nombre"), (types.BoolParamType, "booléen")):
+        cls.name = name
+
+
+_speak_french()
+
+# Flask's options of the group, with French help (copies: Flask's own objects stay untouched).
+_FLASK_OPTION_HELP = {
+    "env_file": "Charger les variables d'environnement de ce fichier (python-dotenv requis).",
+    "app": "Application à charger (module:nom) ; par défaut celle de Mutualis.",
+    "debug": "Mode débogage.",
+}
+
+
+class SaasGroup(FlaskGroup):
+    """FlaskGroup limited to the platform's own commands, with French help.
+
+    Extensions' commands (Flask-Migrate's `db`, Flask-Limiter's `limiter`) are not offered:
+    their help is English and `saas init` is how the schema changes."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("subcommand_metavar", COMMAND_METAVAR)
+        super().__init__(*args, **kwargs)
+        params = []
+        for param in self.params:
+            if param.name in _FLASK_OPTION_HELP:
+                param = copy.copy(param)
+                param.help = _FLASK_OPTION_HELP[param.name]
+                if param.metavar is None or param.metavar in ("IMPORT", "FILE"):
+                    param.metavar = {"app": "MODULE", "env_file": "FICHIER"}.get(param.name)
+            params.append(param)
+        self.params = params
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return click.Group.get_command(self, ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return click.Group.list_commands(self, ctx)
+
 
 def _create_app():
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
-             add_version_option=False, load_dotenv=False)
+@click.group(cls=SaasGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False,
+             help="Mutualis : exploitation de la plateforme mutualisée de l'intercommunalité.")
 def main() -> None:
     """Mutualis: operate the intercommunality's platform."""
 
 
-@main.command("init")
+@main.command("init", help="Créer ou mettre à jour le schéma de la base, puis donner au rôle de "
+                           "l'application ses droits.")
 @with_appcontext
 def init_command() -> None:
     """Create or upgrade the database schema, then grant the application role its rights."""
@@ -78,10 +197,11 @@ POOLS = {
 }
 
 
-@main.command("serve")
-@click.option("--bind", default=None, help="adresse:port (par défaut 127.0.0.1:8000, 8001 pour les envois)")
-@click.option("--workers", type=int, default=None, help="processus gunicorn")
-@click.option("--threads", type=int, default=None, help="fils d'exécution par processus")
+@main.command("serve", help="Lancer le serveur web (gunicorn, processus à fils d'exécution) sur "
+                            "l'instance configurée.")
+@click.option("--bind", default=None, metavar="ADRESSE:PORT", help="adresse:port (par défaut 127.0.0.1:8000, 8001 pour les envois)")
+@click.option("--workers", type=int, default=None, metavar="N", help="processus gunicorn")
+@click.option("--threads", type=int, default=None, metavar="N", help="fils d'exécution par processus")
 @click.option("--pool", type=click.Choice(sorted(POOLS)), default="web", show_default=True,
               help="« uploads » : le groupe de processus réservé aux envois de fichiers")
 def serve_command(bind: str | None, workers: int | None, threads: int | None, pool: str) -> None:
@@ -125,6 +245,9 @@ def _register_groups() -> None:
     main.add_command(worker_command)
     main.add_command(scheduler_command)
     main.add_command(jobs_group)
+    for command in main.commands.values():
+        if isinstance(command, click.Group):
+            command.subcommand_metavar = COMMAND_METAVAR
 
 
 _register_groups()

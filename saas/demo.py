@@ -91,8 +91,9 @@ def load_demo(tenants_dir: Path | str, *, reset_passwords: bool = False) -> Demo
 demo_group = click.Group("demo", help="Données de démonstration.")
 
 
-@demo_group.command("load")
-@click.argument("directory", default="tenants", type=click.Path(file_okay=False, path_type=str))
+@demo_group.command("load", help="Charger les communes de démonstration du dossier DOSSIER (par défaut : tenants) et leurs comptes de démonstration.")
+@click.argument("directory", default="tenants", metavar="[DOSSIER]",
+                type=click.Path(file_okay=False, path_type=str))
 @click.option("--reset-passwords", is_flag=True,
               help="Donner un nouveau mot de passe aux comptes de démonstration déjà créés.")
 @with_appcontext

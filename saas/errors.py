@@ -7,6 +7,8 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
+from saas.units import format_size
+
 # Stable machine codes per HTTP status, for the API's {"error": {"code": …}}.
 STATUS_CODES = {
     400: "bad_request",
@@ -99,14 +101,6 @@ def _describe(exc: HTTPException) -> tuple[str, str]:
     return STATUS_CODES.get(status, "error"), _default_message(status)
 
 
-def _size(n: int) -> str:
-    for unit, factor in ((_("Gio"), 1024 ** 3), (_("Mio"), 1024 ** 2), (_("Kio"), 1024)):
-        if n >= factor:
-            value = n / factor
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}".replace(".", ",")
-    return _("%(n)d octets", n=n)
-
-
 def init_app(app: Flask) -> None:
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):
@@ -140,7 +134,7 @@ def init_app(app: Flask) -> None:
         # before the body was read, or when a chunked body passed it.
         limit = request.max_content_length
         message = _("Requête trop volumineuse : %(max)s au plus pour cette adresse.",
-                    max=_size(limit)) if limit is not None else _default_message(413)
+                    max=format_size(limit)) if limit is not None else _default_message(413)
         if wants_json():
             return json_error(413, "payload_too_large", message,
                               {"max_bytes": limit} if limit is not None else None)

@@ -16,6 +16,7 @@ def configure(app: Flask, settings: Settings) -> None:
     configure_logs(app, settings)
     configure_proxy(app, settings)
     configure_bodies(app, settings)
+    configure_compression(app)
     configure_extensions(app, settings)
     configure_tenancy(app, settings)
     configure_storage(app, settings)
@@ -60,6 +61,13 @@ def configure_bodies(app: Flask, settings: Settings) -> None:
     from saas.bodies import BodyDeadline
 
     app.wsgi_app = BodyDeadline(app.wsgi_app, timeout=settings.http.body_timeout)
+
+
+def configure_compression(app: Flask) -> None:
+    # First after_request hook registered, so the last to run: it compresses the final body.
+    from saas.web import compression
+
+    compression.init_app(app)
 
 
 def configure_extensions(app: Flask, settings: Settings) -> None:

@@ -68,7 +68,7 @@ def test_an_oversized_login_post_is_refused_before_its_body_is_read(app, tenant_
     assert response.status_code == 413
     assert body.read_bytes == 0
     page = response.get_data(as_text=True)
-    assert "Requête trop volumineuse : 1 Mio au plus" in page
+    assert "Requête trop volumineuse : 1,05\u00a0Mo au plus" in page  # 1 MiB
     assert response.mimetype == "text/html"
 
 

@@ -22,8 +22,8 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-@tenants_group.command("apply")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=str))
+@tenants_group.command("apply", help="Créer ou mettre à jour les collectivités décrites par les manifestes du dossier DOSSIER.")
+@click.argument("directory", metavar="DOSSIER", type=click.Path(file_okay=False, path_type=str))
 @click.option("--prune", is_flag=True,
               help="Archiver les collectivités absentes du dossier (leurs données sont conservées).")
 @click.option("--dry-run", is_flag=True, help="Afficher ce qui changerait sans rien enregistrer.")
@@ -53,7 +53,7 @@ def apply_command(directory: str, prune: bool, dry_run: bool) -> None:
     click.echo(report.summary())
 
 
-@tenants_group.command("list")
+@tenants_group.command("list", help="Lister les collectivités : slug, nom, code INSEE et statut.")
 @click.option("--json", "as_json", is_flag=True, help="Sortie JSON pour les scripts.")
 @with_appcontext
 def list_command(as_json: bool) -> None:
@@ -84,7 +84,7 @@ def _change_status(slug: str, status: TenantStatus, reason: str | None = None) -
         click.echo(_("« %(slug)s » était déjà %(status)s : rien à faire.", slug=slug, status=label))
 
 
-@tenants_group.command("suspend")
+@tenants_group.command("suspend", help="Suspendre une collectivité : son adresse répond 403 jusqu'à sa réactivation.")
 @click.argument("slug")
 @click.option("--reason", help="Motif, inscrit au journal d'audit et affiché dans la console.")
 @with_appcontext
@@ -93,7 +93,7 @@ def suspend_command(slug: str, reason: str | None) -> None:
     _change_status(slug, TenantStatus.SUSPENDED, reason)
 
 
-@tenants_group.command("reactivate")
+@tenants_group.command("reactivate", help="Réactiver une collectivité suspendue.")
 @click.argument("slug")
 @click.option("--reason", help="Motif, inscrit au journal d'audit et affiché dans la console.")
 @with_appcontext

@@ -58,8 +58,8 @@ def _details(report: ChainReport) -> list[str]:
     return lines
 
 
-@audit_group.command("verify")
-@click.option("--tenant", "slug", help="Ne vérifier que la chaîne de cette collectivité.")
+@audit_group.command("verify", help="Vérifier chaque chaîne d'audit et ses ancrages ; code de sortie non nul en cas d'altération.")
+@click.option("--tenant", "slug", metavar="SLUG", help="Ne vérifier que la chaîne de cette collectivité.")
 @with_appcontext
 def verify_command(slug: str | None) -> None:
     """Check every audit chain and its anchors; exit non-zero on tampering."""

@@ -23,13 +23,13 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-@users_group.command("create")
-@click.option("--tenant", "slug", help="Slug de la collectivité où la personne reçoit un rôle.")
+@users_group.command("create", help="Créer une personne, ou donner à une personne existante un rôle dans une autre collectivité.")
+@click.option("--tenant", "slug", metavar="SLUG", help="Slug de la collectivité où la personne reçoit un rôle.")
 @click.option("--platform-admin", is_flag=True,
               help="Administrateur de la plateforme (informatique de l'intercommunalité) au lieu de --tenant.")
-@click.option("--email", required=True, help="Adresse électronique (identifiant de connexion).")
-@click.option("--name", default="", help="Nom affiché (obligatoire pour un nouveau compte).")
-@click.option("--role", help="Rôle dans la collectivité : admin, agent ou elu.")
+@click.option("--email", required=True, metavar="ADRESSE", help="Adresse électronique (identifiant de connexion).")
+@click.option("--name", default="", metavar="NOM", help="Nom affiché (obligatoire pour un nouveau compte).")
+@click.option("--role", metavar="RÔLE", help="Rôle dans la collectivité : admin, agent ou elu.")
 @click.option("--password-stdin", is_flag=True,
               help="Lire le mot de passe sur l'entrée standard au lieu d'en générer un.")
 @with_appcontext
@@ -129,10 +129,10 @@ def _token_tenant(slug: str):
         _fail(str(exc))
 
 
-@tokens_group.command("create")
-@click.option("--tenant", "slug", required=True, help="Slug de la collectivité du jeton.")
-@click.option("--email", required=True, help="Personne à qui appartient le jeton (membre de la collectivité).")
-@click.option("--name", "label", default=None, help="Libellé du jeton (par défaut : « cli »).")
+@tokens_group.command("create", help="Créer un jeton d'API et l'afficher une seule fois (seule son empreinte SHA-256 est conservée).")
+@click.option("--tenant", "slug", required=True, metavar="SLUG", help="Slug de la collectivité du jeton.")
+@click.option("--email", required=True, metavar="ADRESSE", help="Personne à qui appartient le jeton (membre de la collectivité).")
+@click.option("--name", "label", default=None, metavar="LIBELLÉ", help="Libellé du jeton (par défaut : « cli »).")
 @with_appcontext
 def create_token_command(slug: str, email: str, label: str | None) -> None:
     """Create an API token and print it once (only its SHA-256 is stored)."""
@@ -159,8 +159,8 @@ def create_token_command(slug: str, email: str, label: str | None) -> None:
     click.echo(token_str)
 
 
-@tokens_group.command("list")
-@click.option("--tenant", "slug", required=True, help="Slug de la collectivité.")
+@tokens_group.command("list", help="Lister les jetons d'API d'une collectivité (jamais leur secret).")
+@click.option("--tenant", "slug", required=True, metavar="SLUG", help="Slug de la collectivité.")
 @click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
 @with_appcontext
 def list_tokens_command(slug: str, as_json: bool) -> None:
@@ -197,9 +197,9 @@ def list_tokens_command(slug: str, as_json: bool) -> None:
                    f"{state}  ({used})")
 
 
-@tokens_group.command("revoke")
-@click.option("--tenant", "slug", required=True, help="Slug de la collectivité.")
-@click.argument("token_id")
+@tokens_group.command("revoke", help="Révoquer un jeton d'API par son identifiant (voir « saas tokens list »).")
+@click.option("--tenant", "slug", required=True, metavar="SLUG", help="Slug de la collectivité.")
+@click.argument("token_id", metavar="IDENTIFIANT")
 @with_appcontext
 def revoke_token_command(slug: str, token_id: str) -> None:
     """Revoke an API token by its id (see `saas tokens list`)."""
@@ -227,13 +227,16 @@ def revoke_token_command(slug: str, token_id: str) -> None:
 keys_group = click.Group("keys", help="Clé secrète de la plateforme (rotation).")
 
 
-@keys_group.command("reencrypt")
+@keys_group.command("reencrypt", help=(
+    "Re-chiffrer les secrets TOTP sous la clé actuelle, après une rotation de SAAS_SECRET_KEY.\n\n"
+    "À lancer une fois la nouvelle clé en place et l'ancienne dans SAAS_SECRET_KEY_FALLBACKS ; "
+    "ensuite l'ancienne clé peut être retirée sans rendre les seconds facteurs illisibles."))
 @with_appcontext
 def reencrypt_command() -> None:
-    """Re-chiffrer les secrets TOTP sous la clé actuelle, après une rotation de SAAS_SECRET_KEY.
+    """Re-encrypt the TOTP secrets under the current key, after a SAAS_SECRET_KEY rotation.
 
-    À lancer une fois la nouvelle clé en place et l'ancienne dans SAAS_SECRET_KEY_FALLBACKS ;
-    ensuite l'ancienne clé peut être retirée sans rendre les seconds facteurs illisibles.
+    Run once the new key is in place and the old one in SAAS_SECRET_KEY_FALLBACKS; the old key
+    can then be withdrawn without making the second factors unreadable.
     """
     from saas.auth import credentials, totp
     from saas.auth.models import User

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from flask_babel import gettext as _
 
+from saas.units import format_size
+
 # What the sniffer needs to see: enough for a ZIP's first local headers and a text sample.
 HEAD_SIZE = 64 * 1024
 
@@ -375,7 +377,7 @@ def zip_is_sane(fileobj, *, max_total: int, max_ratio: int, max_entries: int = 1
     if total > max_total:
         raise Refused(
             "zip_bomb",
-            _("L'archive se décompresse en %(size)d Mo (au plus %(max)d Mo) : c'est la "
+            _("L'archive se décompresse en %(size)s (au plus %(max)s) : c'est la "
               "signature d'une bombe de décompression.",
-              size=total // (1024 * 1024), max=max_total // (1024 * 1024)),
+              size=format_size(total), max=format_size(max_total)),
         )

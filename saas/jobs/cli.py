@@ -21,8 +21,8 @@ def _cli_actor() -> str:
         return "cli"
 
 
-@click.command("worker")
-@click.option("--jobs", "jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.command("worker", help="Exécuter les tâches de fond jusqu'à SIGTERM, en terminant celles en cours.")
+@click.option("--jobs", "jobs", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
               help="nombre de tâches menées en parallèle (processus, ou fils en mode embarqué)")
 @click.option("--queue", "queues", multiple=True, type=click.Choice(queue_names()),
               help="file à servir (répétable) ; toutes par défaut")
@@ -31,7 +31,7 @@ def _cli_actor() -> str:
               help="ne pas participer à l'ordonnancement (tâches périodiques, réconciliation)")
 @click.option("--fork", is_flag=True,
               help="un processus neuf par tâche (isolation mémoire ; plus lent)")
-@click.option("--max-jobs", type=click.IntRange(1), default=500, show_default=True,
+@click.option("--max-jobs", type=click.IntRange(1), default=500, show_default=True, metavar="N",
               help="sans --fork : tâches après lesquelles un processus de travail est remplacé")
 @click.option("--list-kinds", is_flag=True,
               help="afficher les types de tâches que ce processus sait exécuter, puis s'arrêter")
@@ -73,7 +73,7 @@ def _embedded_worker(app, jobs: int, queues: list[str], burst: bool, scheduler: 
     return 0
 
 
-@click.command("scheduler")
+@click.command("scheduler", help="N'exécuter que l'ordonnanceur (tâches périodiques, répartition, réconciliation) jusqu'à SIGTERM.")
 @with_appcontext
 def scheduler_command() -> None:
     """Run only the scheduler (periodic jobs, dispatch, reconciliation) until SIGTERM."""
@@ -111,13 +111,15 @@ def _row(view, names) -> dict:
     }
 
 
-@jobs_group.command("list")
+@jobs_group.command("list", help="Lister les tâches de toutes les collectivités, les plus récentes d'abord.")
 @click.option("--state", "states", multiple=True,
-              type=click.Choice(["queued", "running", "succeeded", "failed", "dead"]))
-@click.option("--queue", type=click.Choice(list(QUEUES)))
-@click.option("--tenant", "slug", help="slug d'une commune, ou « platform »")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+              type=click.Choice(["queued", "running", "succeeded", "failed", "dead"]),
+              help="état des tâches à montrer (répétable) ; tous par défaut")
+@click.option("--queue", type=click.Choice(list(QUEUES)), help="ne montrer que cette file")
+@click.option("--tenant", "slug", metavar="SLUG", help="slug d'une commune, ou « platform »")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, metavar="N",
+              help="nombre maximal de tâches affichées")
+@click.option("--json", "as_json", is_flag=True, help="sortie JSON pour les scripts")
 @with_appcontext
 def list_command(states, queue, slug, limit, as_json) -> None:
     """List jobs across communes, newest first."""
@@ -138,8 +140,8 @@ def list_command(states, queue, slug, limit, as_json) -> None:
         click.echo("aucune tâche")
 
 
-@jobs_group.command("show")
-@click.argument("job_id")
+@jobs_group.command("show", help="Afficher une tâche, paramètres compris (JSON).")
+@click.argument("job_id", metavar="TÂCHE")
 @with_appcontext
 def show_command(job_id: str) -> None:
     """Show one job, payload included (JSON)."""
@@ -155,8 +157,8 @@ def show_command(job_id: str) -> None:
     click.echo(json.dumps(row, ensure_ascii=False, indent=2, default=str))
 
 
-@jobs_group.command("retry")
-@click.argument("job_id")
+@jobs_group.command("retry", help="Relancer une tâche en échec ou abandonnée (journalisé).")
+@click.argument("job_id", metavar="TÂCHE")
 @with_appcontext
 def retry_command(job_id: str) -> None:
     """Re-run a failed or dead job (audited)."""
@@ -171,8 +173,8 @@ def retry_command(job_id: str) -> None:
     click.echo(f"{view.id} remise en file ({view.queue})")
 
 
-@jobs_group.command("cancel")
-@click.argument("job_id")
+@jobs_group.command("cancel", help="Annuler une tâche en file, ou demander l'arrêt d'une tâche en cours (journalisé).")
+@click.argument("job_id", metavar="TÂCHE")
 @with_appcontext
 def cancel_command(job_id: str) -> None:
     """Cancel a queued job, or ask a running one to stop (audited)."""
@@ -187,7 +189,7 @@ def cancel_command(job_id: str) -> None:
     click.echo(f"{view.id} : {'annulation demandée' if view.state == 'running' else 'annulée'}")
 
 
-@jobs_group.command("reconcile")
+@jobs_group.command("reconcile", help="Lancer une passe de réconciliation maintenant (processus perdus, Redis vidé) et afficher ce qu'elle a fait.")
 @with_appcontext
 def reconcile_command() -> None:
     """Run one reconciliation pass now (lost workers, Redis flushed) and print what it did."""
@@ -197,7 +199,7 @@ def reconcile_command() -> None:
     click.echo(json.dumps(report.as_dict()))
 
 
-@jobs_group.command("queues")
+@jobs_group.command("queues", help="Afficher le registre des files (le déploiement lance des processus pour exactement celles-ci).")
 def queues_command() -> None:
     """Print the queue registry (the deployment starts workers for exactly these)."""
     for spec in QUEUES.values():

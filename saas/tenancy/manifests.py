@@ -20,6 +20,7 @@ from flask_babel import gettext as _
 
 from saas.tenancy.codes import departement_error, departement_of_insee, insee_error, siren_error
 from saas.tenancy.models import KNOWN_MODULES, RESERVED_SLUGS, TenantKind, TenantStatus
+from saas.units import format_size
 
 FIELDS = (
     "slug", "name", "kind", "insee", "siren", "population", "departement", "arrondissement",
@@ -512,7 +513,7 @@ def _parse_file(path: Path, base_domain: str | None) -> tuple[TenantManifest | N
             raw = fh.read(MAX_MANIFEST_BYTES + 1)
         if len(raw) > MAX_MANIFEST_BYTES:
             return None, [ManifestError(str(path), _("fichier"), _(
-                "trop gros (%(n)d Kio au plus pour un manifeste)", n=MAX_MANIFEST_BYTES // 1024))], []
+                "trop gros (%(n)s au plus pour un manifeste)", n=format_size(MAX_MANIFEST_BYTES)))], []
         data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         where = _LINE_COL.search(str(exc))

@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from saas.web import template_globals, views
+    from saas.web import assets, template_globals, views
 
+    assets.init_app(app)
     app.register_blueprint(views.bp)
     template_globals.init_app(app)

@@ -70,7 +70,7 @@ def test_quota_is_enforced_before_writing_with_a_clear_message(app, make_tenant,
     response = upload(client, make_pdf() + b" " * 20_000, "b.pdf")
     assert error(response) == (413, "quota_exceeded")
     message = response.get_json()["error"]["message"]
-    assert "Quota de stockage dépassé" in message and "29,3 Ko" in message
+    assert "Quota de stockage dépassé" in message and "30\u00a0ko" in message
     details = response.get_json()["error"]["details"]
     assert details["quota_bytes"] == 30_000 and details["used_bytes"] == first.get_json()["current_version"]["size"]
     assert len(objects(tenant, "ged/")) == 1

@@ -73,7 +73,7 @@ def test_the_memory_budget_is_the_childs_address_space(app, tenant_a, api, monke
     state = _extraction(client, body["id"])
     assert state["state"] == "failed"
     assert state["error"] == ("Texte non extrait : document trop complexe "
-                              "(plus de 48 Mo de mémoire).")
+                              "(plus de 50,3\u00a0Mo de mémoire).")  # 48 MiB, in decimal units
 
 
 def test_within_its_budget_the_text_is_indexed(app, tenant_a, api, monkeypatch):

@@ -102,7 +102,7 @@ CASES = [
     ("huge_integer_literal", lambda d: _write_raw(d, "beta.toml", "population = " + "9" * 5000 + "\n"),
      "beta.toml", "syntaxe", "syntaxe TOML refusée : nombre entier trop long"),
     ("huge_file", lambda d: _write_raw(d, "beta.toml", to_toml(manifest_data("beta", 2)) + "#" * 300_000),
-     "beta.toml", "fichier", "trop gros (256 Kio au plus pour un manifeste)"),
+     "beta.toml", "fichier", "trop gros (262\u00a0ko au plus pour un manifeste)"),
 ]
 
 

@@ -33,6 +33,7 @@ from saas.ged.models import DocumentVersion, ExtractionState
 from saas.ged.services import extractor
 from saas.ged.services.readers import ExtractionFailed
 from saas.jobs import enqueue
+from saas.units import format_size
 
 log = logging.getLogger("saas.ged.extract")
 
@@ -119,8 +120,7 @@ def extract_file(path: str | os.PathLike, content_type: str, budget: Budget) -> 
         if status in (-signal.SIGXCPU, -signal.SIGKILL):
             raise _too_complex(_("plus de %(n)d s de calcul", n=budget.cpu_seconds))
         if status == extractor.TOO_COMPLEX_EXIT:
-            raise _too_complex(_("plus de %(n)d Mo de mémoire",
-                                 n=budget.memory_bytes // (1024 * 1024)))
+            raise _too_complex(_("plus de %(n)s de mémoire", n=format_size(budget.memory_bytes)))
         if status == -signal.SIGXFSZ:
             raise _too_complex(_("texte trop long"))
         if status != 0:

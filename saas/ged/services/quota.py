@@ -23,20 +23,12 @@ from saas.extensions import db
 from saas.ged.models import Upload, Usage
 from saas.modelbase import utcnow
 from saas.tenancy.models import Tenant, TenantSnapshot
+from saas.units import format_size
 
 
 def human_size(n: int | None) -> str:
-    """French rendering of a byte count (« 1,5 Go »)."""
-    if n is None:
-        return "—"
-    value = float(n)
-    for unit in ("octets", "Ko", "Mo", "Go", "To"):
-        if value < 1024 or unit == "To":
-            if unit == "octets":
-                return f"{int(value)} {unit}"
-            return f"{value:.1f} {unit}".replace(".", ",")
-        value /= 1024
-    return f"{n} octets"
+    """French rendering of a byte count (« 1,5 Go »): the platform's one convention."""
+    return format_size(n)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from defusedxml import ElementTree as SafeET
 from flask_babel import gettext as _
 
 from saas.files import sniff
+from saas.units import format_size
 
 # Defaults of the text kept per version (the settings' extract_max_chars/_pages override them;
 # a tsvector caps at 1 MB anyway).
@@ -59,9 +60,9 @@ class _Bounded(io.RawIOBase):
         if self.count > self._limit:
             raise ExtractionFailed(
                 "zip_bomb",
-                _("« %(name)s » se décompresse au-delà de %(max)d Mo : lecture arrêtée "
+                _("« %(name)s » se décompresse au-delà de %(max)s : lecture arrêtée "
                   "(bombe de décompression probable).", name=self._label,
-                  max=self._limit // (1024 * 1024)),
+                  max=format_size(self._limit)),
             )
         buffer[: len(data)] = data
         return len(data)
