@@ -19,7 +19,6 @@ from datetime import timedelta
 
 from flask import g
 from flask_babel import gettext as _
-from itsdangerous import BadSignature, SignatureExpired
 
 from saas import keys
 from saas.audit.services import record
@@ -197,20 +196,11 @@ def make_invitation_token(user: User, tenant: Tenant) -> str:
 def check_invitation_token(token: str) -> tuple[User | None, str | None]:
     """(user, None) for a valid link on this commune's host, or (None, "expired" | "invalid"
     | "used")."""
-    try:
-        data = keys.serializer(_INVITATION_SALT).loads(token, max_age=INVITATION_MAX_AGE)
-    except SignatureExpired:
-        return None, "expired"
-    except BadSignature:
-        return None, "invalid"
-    tenant = g.get("tenant")
-    if not isinstance(data, dict) or tenant is None or data.get("t") != str(tenant.id):
-        return None, "invalid"
-    try:
-        user = db.session.get(User, uuid.UUID(str(data.get("u"))))
-    except ValueError:
-        return None, "invalid"
-    if user is None or user.email != data.get("e") or services.access_role(user) is None:
+    data, user, error = services.read_tenant_link(keys.serializer(_INVITATION_SALT), token,
+                                                  INVITATION_MAX_AGE)
+    if error:
+        return None, error
+    if user.email != data.get("e") or services.access_role(user) is None:
         return None, "invalid"
     if user.password_set or not keys.hmac_matches(str(data.get("f", "")),
                                                   services._fingerprint_data(user)):

@@ -899,23 +899,34 @@ def make_switch_token(user: User, target: Tenant, *, browser: str, totp_ok: bool
     })
 
 
-def accept_handoff(token: str, browser_nonce: str | None) -> tuple[Outcome | None, str | None]:
-    """Log in from another commune's hand-off, if this browser is the one that asked for it
-    (it holds the nonce whose digest was signed); return (outcome, None) or (None, error)."""
+def read_tenant_link(serializer, token: str, max_age: int) -> tuple[dict, User, None] | tuple[None, None, str]:
+    """Open a signed link meant for this commune's host, naming a user ("u") and the commune
+    ("t"): (data, user, None), or (None, None, "expired" | "invalid")."""
     try:
-        data = _serializer(_SWITCH_SALT).loads(token, max_age=SWITCH_MAX_AGE)
+        data = serializer.loads(token, max_age=max_age)
     except SignatureExpired:
-        return None, "expired"
+        return None, None, "expired"
     except BadSignature:
-        return None, "invalid"
+        return None, None, "invalid"
     tenant = g.get("tenant")
     if not isinstance(data, dict) or tenant is None or data.get("t") != str(tenant.id):
-        return None, "invalid"
+        return None, None, "invalid"
     try:
         user = db.session.get(User, uuid.UUID(str(data.get("u"))))
     except ValueError:
-        return None, "invalid"
-    if user is None or user.session_version != data.get("v"):
+        return None, None, "invalid"
+    if user is None:
+        return None, None, "invalid"
+    return data, user, None
+
+
+def accept_handoff(token: str, browser_nonce: str | None) -> tuple[Outcome | None, str | None]:
+    """Log in from another commune's hand-off, if this browser is the one that asked for it
+    (it holds the nonce whose digest was signed); return (outcome, None) or (None, error)."""
+    data, user, error = read_tenant_link(_serializer(_SWITCH_SALT), token, SWITCH_MAX_AGE)
+    if error:
+        return None, error
+    if user.session_version != data.get("v"):
         return None, "invalid"
     if not browser_nonce or not hmac.compare_digest(browser_digest(browser_nonce),
                                                     str(data.get("b", ""))):
