@@ -132,55 +132,50 @@ def _pending_or_restart():
     return pending
 
 
-@bp.route("/totp", methods=["GET", "POST"])
-@login_limit
-def totp_verify():
+def _second_step(form_class, verify, invalid, template: str, *, on_success=None,
+                 error_status: int = 200):
+    """The second step of a login: check a code of `form_class` with `verify(user, state, code)`."""
     pending = _pending_or_restart()
     if pending is None:
         return redirect(url_for("auth.login"))
     user, _role, state = pending
     if state.get("enrol"):
         return redirect(url_for("auth.totp_enrol"))
-    form = TotpForm()
+    form = form_class()
     error = None
     if form.validate_on_submit():
-        outcome = services.verify_second_factor(user, state, form.code.data)
+        outcome = verify(user, state, form.code.data)
         if outcome.status == Status.OK:
+            if on_success is not None:
+                on_success(user)
             return _after_login(outcome.next_url)
         if outcome.status == Status.LOCKED:
             flash(services.describe_lock(outcome.locked_until), "error")
             return redirect(url_for("auth.login"))
-        error = str(INVALID_CODE)
+        error = str(invalid)
     form.code.data = ""
-    return render_template("auth/totp.html", form=form, error=error)
+    status = error_status if error or form.errors else 200
+    return render_template(template, form=form, error=error), status
+
+
+@bp.route("/totp", methods=["GET", "POST"])
+@login_limit
+def totp_verify():
+    return _second_step(TotpForm, services.verify_second_factor, INVALID_CODE, "auth/totp.html")
+
+
+def _recovery_codes_left_notice(user) -> None:
+    flash(_("Code de secours accepté. Il vous en reste %(n)d : générez-en de nouveaux "
+            "depuis « Mon compte » si besoin.", n=services.recovery_codes_left(user)), "info")
 
 
 @bp.route("/totp/recovery", methods=["GET", "POST"])
 @login_limit
 def totp_recovery():
     """The second step with a recovery code, for someone who lost her phone."""
-    pending = _pending_or_restart()
-    if pending is None:
-        return redirect(url_for("auth.login"))
-    user, _role, state = pending
-    if state.get("enrol"):
-        return redirect(url_for("auth.totp_enrol"))
-    form = RecoveryForm()
-    error = None
-    if form.validate_on_submit():
-        outcome = services.verify_recovery_code(user, state, form.code.data)
-        if outcome.status == Status.OK:
-            left = services.recovery_codes_left(user)
-            flash(_("Code de secours accepté. Il vous en reste %(n)d : générez-en de nouveaux "
-                    "depuis « Mon compte » si besoin.", n=left), "info")
-            return _after_login(outcome.next_url)
-        if outcome.status == Status.LOCKED:
-            flash(services.describe_lock(outcome.locked_until), "error")
-            return redirect(url_for("auth.login"))
-        error = str(INVALID_RECOVERY_CODE)
-    form.code.data = ""
-    status = 422 if error or form.errors else 200
-    return render_template("auth/recovery.html", form=form, error=error), status
+    return _second_step(RecoveryForm, services.verify_recovery_code, INVALID_RECOVERY_CODE,
+                        "auth/recovery.html", on_success=_recovery_codes_left_notice,
+                        error_status=422)
 
 
 def _show_recovery_codes(codes: list[str], next_url: str | None):
