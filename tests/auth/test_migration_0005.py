@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -75,3 +76,34 @@ def test_upgrade_downgrade_upgrade_on_sqlite(app, tmp_path):
     finally:
         engine.dispose()
 
+
+
+def test_only_the_app_role_may_call_the_secret_functions(app, pg_database):
+    """SECURITY DEFINER functions are executable by PUBLIC unless revoked: another role of the
+    cluster must not read account secrets through them."""
+    import uuid as uuid_mod
+
+    from tests.support.postgres import ADMIN_URL
+
+    admin = sa.create_engine(sa.engine.make_url(ADMIN_URL).set(database=pg_database.name))
+    role = f"mt_other_{uuid_mod.uuid4().hex[:8]}"
+    calls = ("auth_password_hash(gen_random_uuid())", "auth_totp_secret(gen_random_uuid())",
+             "auth_recovery_codes_left(gen_random_uuid())",
+             "auth_use_recovery_code(gen_random_uuid(), 'x')",
+             "auth_set_recovery_codes(gen_random_uuid(), ARRAY['x'])")
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE ROLE "{role}" NOLOGIN'))
+            conn.execute(sa.text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+        with admin.connect() as conn:
+            for call in calls:
+                tx = conn.begin()
+                conn.execute(sa.text(f'SET LOCAL ROLE "{role}"'))
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied for function"):
+                    conn.execute(sa.text(f"SELECT {call}"))
+                tx.rollback()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'REVOKE ALL ON SCHEMA public FROM "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()

@@ -89,6 +89,10 @@ def upgrade():
     if postgres:
         op.execute(_secret_function("auth_password_hash", "password_hash"))
         op.execute(_secret_function("auth_totp_secret", "totp_secret_enc"))
+        # Functions are executable by PUBLIC by default: only the app role (saas init grants
+        # it EXECUTE) may call these, as for the GED's SECURITY DEFINER functions.
+        op.execute("REVOKE ALL ON FUNCTION auth_password_hash(uuid) FROM PUBLIC")
+        op.execute("REVOKE ALL ON FUNCTION auth_totp_secret(uuid) FROM PUBLIC")
 
 
 def downgrade():

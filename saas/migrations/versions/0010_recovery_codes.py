@@ -73,6 +73,10 @@ def upgrade():
         sa.Computed("password_hash IS NOT NULL", persisted=postgres), nullable=True))
     if postgres:
         op.execute(_FUNCTIONS)
+        # Executable by PUBLIC by default: only the app role (saas init grants it EXECUTE).
+        for signature in ("auth_set_recovery_codes(uuid, text[])",
+                          "auth_use_recovery_code(uuid, text)", "auth_recovery_codes_left(uuid)"):
+            op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
         # The application role (if `saas init` already ran) keeps no right on the new table;
         # `saas init` re-grants the users columns, password_set included.
         roles = bind.execute(sa.text(
