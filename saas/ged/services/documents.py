@@ -210,26 +210,28 @@ def add_version(tenant: TenantSnapshot, document: Document, ingested: StoredFile
         raise
 
 
+def _audited_description(document: Document) -> dict:
+    """What a description change records of the document, before and after."""
+    return {"title": document.title, "type": document.doc_type,
+            "confidentiality": document.confidentiality, "legal_hold": document.legal_hold,
+            "retention_years": document.retention_years, "final_fate": document.final_fate,
+            "document_date": document.document_date.isoformat()}
+
+
 def update_document(document: Document, fields: DocumentFields, actor: Actor) -> Document:
     """Change a document's description (title, type, classification, retention…)."""
     require_writer(actor)
     raise_problems(fields.problems)
     if fields.legal_hold is not None and fields.legal_hold != document.legal_hold:
         actor.require_admin()
-    before = {"title": document.title, "type": document.doc_type,
-              "confidentiality": document.confidentiality, "legal_hold": document.legal_hold,
-              "retention_years": document.retention_years, "final_fate": document.final_fate,
-              "document_date": document.document_date.isoformat()}
+    before = _audited_description(document)
     hold_before = hold_strength(document)
     _apply_fields(document, fields, creating=False)
     check_retention_change(document, hold_before, actor)
     _set_access(document, fields.access_user_ids)
     refresh_search(document)
-    record("ged.update", f"document:{document.id}", {"before": before, "after": {
-        "title": document.title, "type": document.doc_type,
-        "confidentiality": document.confidentiality, "legal_hold": document.legal_hold,
-        "retention_years": document.retention_years, "final_fate": document.final_fate,
-        "document_date": document.document_date.isoformat()}})
+    record("ged.update", f"document:{document.id}",
+           {"before": before, "after": _audited_description(document)})
     db.session.commit()
     return document
 

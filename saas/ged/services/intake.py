@@ -44,9 +44,8 @@ def ingest(tenant: TenantSnapshot, stream: BinaryIO, *, filename: str | None,
     The declared length (Content-Length) is checked before any write; the streamed bytes are
     counted too, and the write aborts once they pass the size or quota.
     """
-    if declared_length is not None:
-        check_room(tenant, declared_length)
-    status = quota_status(tenant)
+    status = (check_room(tenant, declared_length) if declared_length is not None
+              else quota_status(tenant))
     limit = current_settings().ged.max_upload
     over_quota = False
     if status.remaining is not None and status.remaining < limit:

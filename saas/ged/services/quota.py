@@ -52,7 +52,7 @@ def usage_of(tenant_id: uuid.UUID) -> int:
     return row.used_bytes if row else 0
 
 
-def reserved_bytes(*, exclude: uuid.UUID | None = None) -> int:
+def reserved_bytes() -> int:
     """Bytes the current commune's unfinished resumable uploads hold back.
 
     A live upload: its whole declared length (reserved at creation, so its pieces fit).
@@ -61,13 +61,13 @@ def reserved_bytes(*, exclude: uuid.UUID | None = None) -> int:
     now = utcnow()
     held = sa.case((Upload.expires_at > now, Upload.length), else_=Upload.offset)
     stmt = sa.select(sa.func.coalesce(sa.func.sum(held), 0)).where(Upload.completed_at.is_(None))
-    if exclude is not None:
-        stmt = stmt.where(Upload.id != exclude)
     return int(db.session.execute(stmt).scalar_one())
 
 
 def quota_status(tenant: TenantSnapshot) -> QuotaStatus:
-    return QuotaStatus(usage_of(tenant.id), int(tenant.quota_bytes or 0), reserved_bytes())
+    quota = int(tenant.quota_bytes or 0)
+    # Reservations only count against a quota: without one, nothing reads them.
+    return QuotaStatus(usage_of(tenant.id), quota, reserved_bytes() if quota else 0)
 
 
 def quota_error(tenant: TenantSnapshot, incoming: int, used: int | None = None,
@@ -105,13 +105,15 @@ def too_large_error(size: int | None = None) -> AppError:
     )
 
 
-def check_room(tenant: TenantSnapshot, incoming: int, *, slack: int = 0) -> None:
-    """Refuse (413) before any byte is written when `incoming` cannot fit the size or quota."""
+def check_room(tenant: TenantSnapshot, incoming: int, *, slack: int = 0) -> QuotaStatus:
+    """Refuse (413) before any byte is written when `incoming` cannot fit the size or quota;
+    return the quota status read for the check."""
     if incoming - slack > current_settings().ged.max_upload:
         raise too_large_error(incoming)
     status = quota_status(tenant)
     if status.quota and status.used + status.reserved + incoming - slack > status.quota:
         raise quota_error(tenant, incoming, status.used, status.reserved)
+    return status
 
 
 def _lock_usage(tenant: TenantSnapshot) -> int:

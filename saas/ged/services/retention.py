@@ -131,7 +131,7 @@ def purge_trash(tenant: TenantSnapshot, *, older_than_days: int = TRASH_DAYS) ->
     purged = 0
     for doc_id in ids:
         document = db.session.get(Document, doc_id)
-        if document is None or document.legal_hold or carries_retention_rule(document):
+        if document is None or carries_retention_rule(document):
             continue  # only an approved bordereau destroys it
         if retention_block(document) is None:
             destroy_document(tenant, document, action="ged.purge",
