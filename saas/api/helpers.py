@@ -22,17 +22,15 @@ MAX_PAGE = 1_000_000
 _MAX_DIGITS = 18
 
 
-def positive_int(raw: str | None, maximum: int | None = None) -> int | None:
-    """The integer >= 1 that `raw` spells in ASCII digits (at most `maximum`), else None.
+def positive_int(raw: str | None) -> int | None:
+    """The integer >= 1 that `raw` spells in ASCII digits, else None.
 
     `str.isdigit()` alone is not enough: "²" is a digit to Python but not to int().
     """
     if not raw or len(raw) > _MAX_DIGITS or not raw.isascii() or not raw.isdigit():
         return None
     number = int(raw)
-    if number < 1 or (maximum is not None and number > maximum):
-        return None
-    return number
+    return number if number >= 1 else None
 
 
 def iso(value: datetime | None) -> str | None:
