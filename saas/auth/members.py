@@ -24,7 +24,7 @@ from saas import keys
 from saas.audit.services import record
 from saas.auth import services, tokens
 from saas.auth.models import ApiToken, Membership, Role, User
-from saas.auth.passwords import hash_password, password_problem
+from saas.auth.passwords import hash_password
 from saas.extensions import db
 from saas.hosts import tenant_url
 from saas.mail import send_mail
@@ -122,11 +122,6 @@ def _keep_an_admin(member: Member) -> None:
             "administrateur.", name=member.user.name), 409)
 
 
-def _fail(exc: MemberError):
-    db.session.rollback()
-    raise exc
-
-
 # --- invitations ------------------------------------------------------------------------
 
 
@@ -178,8 +173,6 @@ def invite(email: str, name: str, role: str, *, actor: User) -> str:
         enqueue(INVITATION_MAIL, user_id=str(user.id), tenant_id=str(tenant.id),
                 notice="added" if outcome == "added" else "invite", inviter=actor.name)
         db.session.commit()
-    except MemberError as exc:
-        _fail(exc)
     except Exception:
         db.session.rollback()
         raise
@@ -232,14 +225,11 @@ def accept_invitation(user: User, password: str) -> bool:
     return True
 
 
-def invitation_problem(user: User, password: str) -> str | None:
-    return password_problem(password, email=user.email, name=user.name)
-
-
 def send_invitation_mail(user: User, tenant: Tenant, kind: str, inviter: str) -> bool:
     """Mail the invitation link (kind "invite") or the new-membership notice ("added").
-    Runs in a job; the link is signed at sending, valid seven days."""
-    if not user.active:
+    Runs in a job; the link is signed at sending, valid seven days. Nothing is sent to a
+    person who has left the commune since (deactivated before the job ran)."""
+    if not user.active or services.role_in(user, tenant) is None:
         return False
     if kind == "invite" and user.password_set:
         kind = "added"  # she chose a password meanwhile (another commune's invitation)
@@ -287,8 +277,9 @@ def change_role(user_id, role: str, *, actor: User) -> Member:
         record("membership.role_changed", member.user.email, {"from": previous, "to": role},
                actor=actor)
         db.session.commit()
-    except MemberError as exc:
-        _fail(exc)
+    except MemberError:
+        db.session.rollback()
+        raise
     tokens.invalidate_token_cache()
     return member
 
@@ -327,8 +318,9 @@ def deactivate(user_id, *, actor: User) -> Member:
         record("membership.deactivated", user.email, {**data, "tenant": g.tenant.slug},
                actor=actor, platform=True)
         db.session.commit()
-    except MemberError as exc:
-        _fail(exc)
+    except MemberError:
+        db.session.rollback()
+        raise
     tokens.invalidate_token_cache()
     return member
 

@@ -75,6 +75,8 @@ class Outcome:
     next_url: str | None = None
     # Shown once, right after an enrolment.
     recovery_codes: list[str] | None = None
+    # After a login with a recovery code: how many the user has left.
+    recovery_codes_left: int | None = None
 
 
 # --- hosts, accounts, roles -------------------------------------------------------------
@@ -585,7 +587,9 @@ def verify_recovery_code(user: User, pending: dict, code: str) -> Outcome:
     enqueue(RECOVERY_MAIL, user_id=str(user.id), left=left,
             tenant_id=str(tenant.id) if tenant is not None else None,
             network=client_network())
-    return _finish_pending(user, pending, "recovery_code")
+    outcome = _finish_pending(user, pending, "recovery_code")
+    outcome.recovery_codes_left = left
+    return outcome
 
 
 def send_recovery_mail(user: User, left: int, tenant: Tenant | None, network: str) -> bool:

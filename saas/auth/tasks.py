@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from saas.auth import members, services
+from saas.auth import members
 from saas.auth.models import User
 from saas.auth.services import (
     LOCK_MAIL,
@@ -21,9 +21,12 @@ from saas.extensions import db
 from saas.jobs import QueueNames, job_kind, periodic
 from saas.tenancy.models import Tenant
 
+# Every mail job: on the mail queue, retried for about an hour when the SMTP server is away.
+_MAIL_JOB = dict(queue=QueueNames.MAIL, platform=True, timeout=120, max_attempts=6, backoff=30,
+                 max_backoff=600)
 
-@job_kind(RESET_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
-          max_attempts=6, backoff=30, max_backoff=600)
+
+@job_kind(RESET_MAIL, **_MAIL_JOB)
 def reset_mail(email: str, tenant_id: str | None = None, ip: str | None = None) -> dict:
     """Mail a reset link if `email` has access to the commune (or the console when None).
 
@@ -40,8 +43,7 @@ def reset_mail(email: str, tenant_id: str | None = None, ip: str | None = None) 
     return {"done": True}
 
 
-@job_kind(LOCK_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
-          max_attempts=6, backoff=30, max_backoff=600)
+@job_kind(LOCK_MAIL, **_MAIL_JOB)
 def lock_mail(email: str, scope: str, until: str, network: str,
               tenant_id: str | None = None) -> dict:
     """Tell the owner of `email` (if the address has an account) that its login was locked.
@@ -54,8 +56,7 @@ def lock_mail(email: str, scope: str, until: str, network: str,
     return {"done": True}
 
 
-@job_kind(RECOVERY_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
-          max_attempts=6, backoff=30, max_backoff=600)
+@job_kind(RECOVERY_MAIL, **_MAIL_JOB)
 def recovery_mail(user_id: str, left: int, network: str, tenant_id: str | None = None) -> dict:
     """Tell the owner that one of her recovery codes was used to log in."""
     user = db.session.get(User, uuid.UUID(user_id))
@@ -65,22 +66,14 @@ def recovery_mail(user_id: str, left: int, network: str, tenant_id: str | None =
     return {"done": send_recovery_mail(user, int(left), tenant, network)}
 
 
-@job_kind(members.INVITATION_MAIL, queue=QueueNames.MAIL, platform=True, timeout=120,
-          max_attempts=6, backoff=30, max_backoff=600)
+@job_kind(members.INVITATION_MAIL, **_MAIL_JOB)
 def invitation_mail(user_id: str, tenant_id: str, notice: str, inviter: str) -> dict:
     """Mail an invitation link, or tell an existing account it now has access to a commune."""
     user = db.session.get(User, uuid.UUID(user_id))
     tenant = db.session.get(Tenant, uuid.UUID(tenant_id))
     if user is None or tenant is None or not tenant.is_active:
         return {"done": False}
-    return {"done": send_invitation_mail_checked(user, tenant, notice, inviter)}
-
-
-def send_invitation_mail_checked(user, tenant, kind: str, inviter: str) -> bool:
-    # Not mailed if the person has left the commune since (deactivated before the job ran).
-    if services.role_in(user, tenant) is None:
-        return False
-    return members.send_invitation_mail(user, tenant, kind, inviter)
+    return {"done": members.send_invitation_mail(user, tenant, notice, inviter)}
 
 
 @job_kind("auth.purge_nonces", queue=QueueNames.MAINTENANCE, platform=True, timeout=600,

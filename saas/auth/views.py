@@ -147,7 +147,7 @@ def _second_step(form_class, verify, invalid, template: str, *, on_success=None,
         outcome = verify(user, state, form.code.data)
         if outcome.status == Status.OK:
             if on_success is not None:
-                on_success(user)
+                on_success(outcome)
             return _after_login(outcome.next_url)
         if outcome.status == Status.LOCKED:
             flash(services.describe_lock(outcome.locked_until), "error")
@@ -164,9 +164,9 @@ def totp_verify():
     return _second_step(TotpForm, services.verify_second_factor, INVALID_CODE, "auth/totp.html")
 
 
-def _recovery_codes_left_notice(user) -> None:
+def _recovery_codes_left_notice(outcome) -> None:
     flash(_("Code de secours accepté. Il vous en reste %(n)d : générez-en de nouveaux "
-            "depuis « Mon compte » si besoin.", n=services.recovery_codes_left(user)), "info")
+            "depuis « Mon compte » si besoin.", n=outcome.recovery_codes_left), "info")
 
 
 @bp.route("/totp/recovery", methods=["GET", "POST"])
@@ -377,7 +377,7 @@ def invitation(token: str):
                                message=str(_INVITATION_ERRORS[problem])), 400
     form = ResetForm()
     if form.validate_on_submit():
-        error = members.invitation_problem(user, form.password.data)
+        error = password_problem(form.password.data, email=user.email, name=user.name)
         if error is None:
             if not members.accept_invitation(user, form.password.data):
                 return render_template("auth/reset_invalid.html",
