@@ -121,7 +121,7 @@ class DeadlineInput:
     def _call(self, method, *args):
         clock = self._clock
         if clock.expired:
-            raise _timeout()
+            raise RequestTimeout()
         _watchdog.reading(clock)
         data = b""
         try:
@@ -130,7 +130,7 @@ class DeadlineInput:
         except (TimeoutError, OSError) as exc:
             if isinstance(exc, TimeoutError) or clock.expired:
                 clock.expire()
-                raise _timeout() from None
+                raise RequestTimeout() from None
             raise
         finally:
             try:
@@ -139,7 +139,7 @@ class DeadlineInput:
                 pass
             _watchdog.done(clock, len(data or b""))
         if clock.expired:
-            raise _timeout()
+            raise RequestTimeout()
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -158,10 +158,6 @@ class DeadlineInput:
 
     def __iter__(self):
         return iter(self.readline, b"")
-
-
-def _timeout() -> RequestTimeout:
-    return RequestTimeout()
 
 
 class BodyDeadline:

@@ -213,7 +213,8 @@ def _begin_form() -> Response | None:
         return None
     from flask_login import current_user
 
-    if not current_user.is_authenticated or _actor() is None:
+    actor = _actor() if current_user.is_authenticated else None
+    if actor is None:
         return None
     # One token is one rendered form: its repetition is the same post, whatever its bytes
     # (a browser draws a new multipart boundary each time).
@@ -222,7 +223,7 @@ def _begin_form() -> Response | None:
     while True:
         # Claimed: run. Held by a first post still running: wait for its outcome (a browser
         # that cancelled it may have cut its body: then it fails, releases, and this one runs).
-        row = _claim("form", _actor(), token, fp)
+        row = _claim("form", actor, token, fp)
         if row is None:
             return None
         if row.status is not None or time.monotonic() >= deadline:

@@ -57,10 +57,7 @@ def init_app(app: Flask) -> None:
             response.vary.add("Accept-Encoding")
         if not should_compress(response):
             return response
-        body = response.get_data()
-        if len(body) < MIN_SIZE:
-            return response
-        response.set_data(compress(body))
+        response.set_data(compress(response.get_data()))
         response.headers["Content-Encoding"] = "gzip"
         etag, weak = response.get_etag()
         if etag and not weak:
